@@ -1,0 +1,17 @@
+"""denoise: image denoising (total variation, Zero-Shot Noise2Noise) and scoring (SSIM, PSNR) on torch tensors.
+
+Tensors are (N, C, H, W), float32, values in [0, 1]. Files go through :func:`read_image` / :func:`write_image`,
+which keep bit depth, alpha, ICC profile and EXIF.
+"""
+from .device import resolve_device
+from .errors import DenoiseError
+from .imageio import Image, read_image, write_image
+from .metrics import ms_ssim, psnr, ssim
+from .noise import add_noise, estimate_sigma, parse_noise
+from .tv import total_variation, tv_denoise
+from .zsn2n import ZSN2N, zsn2n_denoise
+
+__all__ = [
+    "DenoiseError", "Image", "ZSN2N", "add_noise", "estimate_sigma", "ms_ssim", "parse_noise", "psnr",
+    "read_image", "resolve_device", "ssim", "total_variation", "tv_denoise", "write_image", "zsn2n_denoise",
+]

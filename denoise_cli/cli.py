@@ -1,0 +1,364 @@
+"""The ``denoise`` command: parse, call the library, print. No image maths here.
+
+Exit codes: 0 all done; 1 one or more files failed (the batch still ran to the end); 2 usage error; 130 interrupted.
+"""
+from __future__ import annotations
+
+import enum
+import json
+import os
+import sys
+import time
+from importlib import metadata
+from typing import Optional
+
+import click
+import torch
+from tqdm import tqdm
+
+from . import imageio, metrics
+from .compare import compare_files, compare_folders
+from .config import Defaults, load_defaults
+from .device import DEVICE_CHOICES, resolve_device
+from .errors import DenoiseError
+from .methods import METHODS, Method
+from .noise import parse_noise
+from .report import check_report_path, summarize, write_report
+from .runner import Events, Job, RunOptions, plan_jobs, run_batch
+
+
+class ExitStatus(enum.IntEnum):
+    SUCCESS = 0
+    ERROR = 1
+    USAGE = 2
+    INTERRUPTED = 130
+
+
+def _version() -> str:
+    try:
+        return metadata.version("denoise-cli")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class WeightType(click.ParamType):
+    """``auto`` or a non-negative number."""
+
+    name = "auto|NUMBER"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = float(value)
+        elif isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        else:
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                self.fail(f"{value!r} is neither 'auto' nor a number", param, ctx)
+        if number < 0:
+            self.fail("the weight must be >= 0", param, ctx)
+        return number
+
+
+class NoiseType(click.ParamType):
+    """``gaussian:SIGMA`` (0-255 scale) or ``poisson:PEAK``."""
+
+    name = "gaussian:SIGMA|poisson:PEAK"
+
+    def convert(self, value, param, ctx):
+        try:
+            return parse_noise(value) if isinstance(value, str) else value
+        except DenoiseError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _common_envvar(name: str) -> str:
+    return f"DENOISE_{name.upper()}"
+
+
+def device_option(f):
+    return click.option("--device", type=str, metavar="|".join(DEVICE_CHOICES) + "|cuda:N", show_default=True,
+                        envvar=_common_envvar("device"), help="Where to compute; an explicit device that is "
+                        "missing is an error.")(f)
+
+
+def batch_options(f):
+    """Options every batch command (tv, zsn2n, noise) shares."""
+    options = [
+        click.option("-o", "--output", type=str, help="Output file for a single input ('-' for stdout)."),
+        click.option("--output-dir", type=click.Path(file_okay=False), help="Write outputs here, mirroring the "
+                     "input folders."),
+        click.option("--overwrite", is_flag=True, envvar=_common_envvar("overwrite"),
+                     help="Replace existing outputs (inputs are never overwritten)."),
+        click.option("--skip-existing", is_flag=True, envvar=_common_envvar("skip_existing"),
+                     help="Skip inputs whose output exists (resume a batch)."),
+        click.option("--reference", type=click.Path(), help="Clean image or folder (paired by relative path or "
+                     "stem) for PSNR/SSIM of input and output."),
+        click.option("--report", type=click.Path(dir_okay=False), help="Write a report: PATH.json or PATH.csv."),
+        click.option("--seed", type=int, show_default=True, envvar=_common_envvar("seed"),
+                     help="Seed for synthetic noise and stochastic methods."),
+        device_option,
+        click.option("-q", "--quiet", is_flag=True, envvar=_common_envvar("quiet"),
+                     help="Print nothing but errors."),
+        click.option("-v", "--verbose", count=True, help="Print the device and each image's facts."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return click.argument("inputs", nargs=-1, required=True, metavar="IMAGE...")(f)
+
+
+def experiment_options(f):
+    f = click.option("--save-noisy", is_flag=True, help="With --add-noise: keep the noisy copy (NAME.noisy.EXT).")(f)
+    return click.option("--add-noise", type=NoiseType(), help="Treat each input as clean: add this noise (seeded "
+                        "by --seed), denoise, and score against the clean image.")(f)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "DENOISE",
+                               "max_content_width": 110})
+@click.version_option(_version(), "--version", prog_name="denoise")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), envvar="DENOISE_CONFIG",
+              help="JSON file of defaults (sections: common, tv, zsn2n, noise, ssim).")
+@click.pass_context
+def cli(ctx: click.Context, config_file: Optional[str]) -> None:
+    """Denoise images (total variation, Zero-Shot Noise2Noise) and score them (SSIM, PSNR).
+
+    Precedence of settings: flag > environment variable (DENOISE_TV_WEIGHT, DENOISE_DEVICE, ...) > --config FILE >
+    the built-in config.json.
+    """
+    defaults = load_defaults(cli, config_file)
+    ctx.default_map = defaults.default_map
+    ctx.obj = defaults
+
+
+# ----------------------------------------------------------------------------------------------------- batch runs
+
+class TerminalEvents(Events):
+    """Progress bars on stderr (only on a terminal) and one line per failure; -v adds a line per image."""
+
+    def __init__(self, quiet: bool, verbose: int, total: int):
+        self.quiet, self.verbose = quiet, verbose
+        show = not quiet and sys.stderr.isatty()
+        self.images = tqdm(total=total, desc="images", unit="img", disable=not show or total < 2, position=0,
+                           file=sys.stderr)
+        self.steps: Optional[tqdm] = None
+        self.show = show
+
+    def started(self, index: int, total: int, job: Job) -> None:
+        if self.show:
+            self.steps = tqdm(desc=os.path.basename(job.source), unit="step", leave=False, position=1,
+                              file=sys.stderr)
+
+    def progress(self, done: int, steps: int, facts: dict) -> None:
+        if self.steps is not None:
+            self.steps.total = steps
+            self.steps.n = done
+            self.steps.set_postfix({k: f"{v:.3g}" for k, v in facts.items()}, refresh=True)
+
+    def finished(self, record: dict) -> None:
+        if self.steps is not None:
+            self.steps.close()
+            self.steps = None
+        self.images.update(1)
+        if record["status"] == "failed":
+            tqdm.write(f"denoise: {record['error']}", file=sys.stderr)
+        elif self.verbose and not self.quiet:
+            tqdm.write(_describe(record), file=sys.stderr)
+
+    def close(self) -> None:
+        self.images.close()
+
+
+def _describe(record: dict) -> str:
+    parts = [f"{record['input']} -> {record['output']}: {record['status']}", f"{record['seconds']:.2f}s"]
+    for key, label in (("iterations", "iterations"), ("sigma_estimate", "sigma"), ("weight", "weight")):
+        if isinstance(record.get(key), (int, float)):
+            parts.append(f"{label} {record[key]:.4g}")
+    if "rmse_bound" in record["facts"]:
+        parts.append(f"rmse bound {record['facts']['rmse_bound'][0]:.2g}")
+    for tag in ("in", "out"):
+        if record.get(f"ssim_{tag}") is not None:
+            value = record[f"psnr_{tag}"]
+            shown = "inf" if value is None else f"{value:.2f}"
+            parts.append(f"{tag}: PSNR {shown} dB SSIM {record[f'ssim_{tag}']:.4f}")
+    return ", ".join(parts)
+
+
+def _params(ctx: click.Context, names) -> dict:
+    defaults: Defaults = ctx.find_root().obj
+    return {name: {"value": _plain(ctx.params[name]), "source": defaults.source(ctx, name)} for name in names}
+
+
+def _plain(value):
+    return str(value) if hasattr(value, "kind") else value
+
+
+def run_method(ctx: click.Context, method: Method, settings: dict, **options) -> None:
+    """Plan, run, report and exit with the batch's status."""
+    report_path = options["report"]
+    if report_path:
+        check_report_path(report_path)
+    device = resolve_device(options["device"])
+    jobs = plan_jobs(options["inputs"], options["output"], options["output_dir"], options["reference"],
+                     method.suffix)
+    run_options = RunOptions(device=device, seed=options["seed"], overwrite=options["overwrite"],
+                             skip_existing=options["skip_existing"], add_noise=options.get("add_noise"),
+                             save_noisy=options.get("save_noisy", False))
+    quiet, verbose = options["quiet"], options["verbose"]
+    if verbose and not quiet:
+        click.echo(f"denoise {method.name}: {len(jobs)} image(s) on {device}", err=True)
+    names = list(settings) + [name for name in ("add_noise", "add", "device", "seed") if name in ctx.params]
+    params = _params(ctx, dict.fromkeys(names))
+    events = TerminalEvents(quiet, verbose, len(jobs))
+    started = time.perf_counter()
+
+    def save(records):
+        if report_path:
+            write_report(report_path, records, summarize(records, time.perf_counter() - started))
+
+    try:
+        records = run_batch(jobs, method, settings, run_options, events, params, on_interrupt=save)
+    finally:
+        events.close()
+    save(records)
+    summary = summarize(records, time.perf_counter() - started)
+    if not quiet:
+        click.echo(f"denoise {method.name}: {summary['done']} done, {summary['skipped']} skipped, "
+                   f"{summary['failed']} failed in {summary['seconds']:.1f}s", err=True)
+    ctx.exit(ExitStatus.ERROR if summary["failed"] else ExitStatus.SUCCESS)
+
+
+@cli.command()
+@click.option("--weight", type=WeightType(), show_default=True,
+              help="TV weight lambda for images in [0, 1] (as scikit-image's); 'auto' sets it from the estimated "
+                   "noise sigma.")
+@click.option("--norm", type=click.Choice(["isotropic", "anisotropic"]), show_default=True)
+@click.option("--channels", type=click.Choice(["coupled", "separate"]), show_default=True,
+              help="coupled: one gradient magnitude across colour channels (no colour fringes).")
+@click.option("--max-iter", type=click.IntRange(min=1), show_default=True)
+@click.option("--tol", type=click.FloatRange(min=0), show_default=True,
+              help="Stop when the certified RMSE bound from the exact solution is below this ([0, 1] units).")
+@experiment_options
+@batch_options
+@click.pass_context
+def tv(ctx: click.Context, weight, norm, channels, max_iter, tol, **options) -> None:
+    """Total-variation denoising (ROF), solved to a certified tolerance."""
+    settings = {"weight": weight, "norm": norm, "channels": channels, "max_iter": max_iter, "tol": tol}
+    run_method(ctx, METHODS["tv"], settings, **options)
+
+
+@cli.command()
+@click.option("--iterations", type=click.IntRange(min=1), show_default=True, help="Optimiser steps.")
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), show_default=True)
+@click.option("--step-size", type=click.IntRange(min=1), show_default=True, help="StepLR period (steps).")
+@click.option("--gamma", type=click.FloatRange(min=0, min_open=True), show_default=True, help="StepLR factor.")
+@click.option("--channels", type=click.IntRange(min=1), show_default=True, help="Network width.")
+@click.option("--exact", is_flag=True, help="The paper's procedure step for step (slower).")
+@experiment_options
+@batch_options
+@click.pass_context
+def zsn2n(ctx: click.Context, iterations, learning_rate, step_size, gamma, channels, exact, **options) -> None:
+    """Zero-Shot Noise2Noise: fit a tiny network on each noisy image."""
+    settings = {"iterations": iterations, "learning_rate": learning_rate, "step_size": step_size, "gamma": gamma,
+                "channels": channels, "exact": exact, "seed": options["seed"]}
+    run_method(ctx, METHODS["zsn2n"], settings, **options)
+
+
+@cli.command()
+@click.option("--add", "add", type=NoiseType(), show_default=True, help="The noise to add.")
+@batch_options
+@click.pass_context
+def noise(ctx: click.Context, add, **options) -> None:
+    """Write noisy copies (NAME.noisy.EXT) of clean images, seeded by --seed."""
+    options["add_noise"] = add
+    run_method(ctx, METHODS["noise"], {}, **options)
+
+
+# ---------------------------------------------------------------------------------------------------------- score
+
+@cli.command("ssim")
+@click.argument("a", type=click.Path())
+@click.argument("b", type=click.Path())
+@click.option("--json", "json_output", is_flag=True, help="Print ssim, psnr, ms_ssim and the settings as JSON.")
+@click.option("--csv", "csv_output", is_flag=True, help="Print CSV rows (folders: one per pair, then the mean).")
+@click.option("--map", "map_output", type=click.Path(dir_okay=False), help="Write the SSIM map as an image.")
+@device_option
+@click.pass_context
+def ssim_command(ctx: click.Context, a, b, json_output, csv_output, map_output, device) -> None:
+    """Score B against A: SSIM (Wang 2004), PSNR, MS-SSIM.
+
+    Prints the SSIM alone unless --json or --csv. Two folders are paired by relative path, one row per pair and the
+    mean.
+    """
+    as_json, as_csv, map_path = json_output, csv_output, map_output
+    if as_json and as_csv:
+        raise click.UsageError("give --json or --csv, not both")
+    torch_device = resolve_device(device)
+    if os.path.isdir(a) and os.path.isdir(b):
+        if map_path:
+            raise click.UsageError("--map works on a pair of files, not folders")
+        result = compare_folders(a, b, torch_device)
+        for problem in result["errors"]:
+            click.echo(f"denoise: {problem}", err=True)
+        _print_scores(result, as_json, as_csv, folders=True)
+        ctx.exit(ExitStatus.ERROR if result["errors"] else ExitStatus.SUCCESS)
+    result = compare_files(a, b, torch_device, map_path)
+    _print_scores(result, as_json, as_csv, folders=False)
+
+
+def _print_scores(result: dict, as_json: bool, as_csv: bool, folders: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(result, indent=2, allow_nan=False))
+        return
+    rows = result["pairs"] if folders else [result]
+    if as_csv:
+        click.echo("a,b,ssim,psnr,ms_ssim")
+        for row in rows:
+            click.echo(",".join(_csv_cell(row[k]) for k in ("a", "b", "ssim", "psnr", "ms_ssim")))
+        if folders:
+            mean = result["mean"]
+            click.echo(",".join(["MEAN", ""] + [_csv_cell(mean[k]) for k in ("ssim", "psnr", "ms_ssim")]))
+        return
+    if not folders:
+        click.echo(f"{result['ssim']:.10f}")
+        return
+    for row in rows:
+        click.echo(f"{row['relative']}\t{row['ssim']:.10f}")
+    if result["mean"]["ssim"] is not None:
+        click.echo(f"mean\t{result['mean']['ssim']:.10f}")
+
+
+def _csv_cell(value) -> str:
+    if value is None:
+        return ""
+    return f"{value:.10g}" if isinstance(value, float) else str(value)
+
+
+# ----------------------------------------------------------------------------------------------------------- main
+
+def main(argv: Optional[list] = None) -> None:
+    """Console entry point: one-line errors, documented exit codes, no tracebacks."""
+    try:
+        status = cli.main(args=argv, prog_name="denoise", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("denoise: interrupted", err=True)
+        sys.exit(ExitStatus.INTERRUPTED)
+    except KeyboardInterrupt:
+        click.echo("\ndenoise: interrupted", err=True)
+        sys.exit(ExitStatus.INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except DenoiseError as exc:
+        click.echo(f"denoise: {exc}", err=True)
+        sys.exit(ExitStatus.ERROR)
+    except BrokenPipeError:
+        sys.stderr.close()
+        sys.exit(ExitStatus.ERROR)
+    except Exception as exc:  # a bug: still one line, the traceback only on request
+        if os.environ.get("DENOISE_DEBUG"):
+            raise
+        click.echo(f"denoise: internal error: {type(exc).__name__}: {exc}".splitlines()[0]
+                   + " (set DENOISE_DEBUG=1 for the traceback)", err=True)
+        sys.exit(ExitStatus.ERROR)
+    sys.exit(status if isinstance(status, int) else ExitStatus.SUCCESS)

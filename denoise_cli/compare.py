@@ -1,0 +1,97 @@
+"""Scoring image files against each other (``denoise ssim``): one pair, or two folders paired by relative path."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from . import imageio, metrics
+from .errors import DenoiseError
+from .imageio import Image
+from .runner import scan_folder
+
+#: The SSIM convention, as recorded in --json output.
+SSIM_SETTINGS = {
+    "definition": "Wang et al. 2004",
+    "window": "gaussian", "window_size": metrics.WINDOW_SIZE, "sigma": metrics.SIGMA, "k1": metrics.K1,
+    "k2": metrics.K2, "covariance": "population", "region": "valid (no padding)",
+    "mean": "over pixels and channels",
+    "equals": "skimage.metrics.structural_similarity(a, b, gaussian_weights=True, sigma=1.5, "
+              "use_sample_covariance=False, data_range=R, channel_axis=-1)",
+}
+
+
+def score_images(a: Image, b: Image, device: torch.device, a_name: str = "A", b_name: str = "B") -> dict:
+    """SSIM, PSNR and (size permitting) MS-SSIM of ``b`` against ``a``, with the settings used."""
+    if a.pixels.shape != b.pixels.shape:
+        _, ca, ha, wa = a.pixels.shape
+        _, cb, hb, wb = b.pixels.shape
+        raise DenoiseError(f"{b_name}: size or channels differ from {a_name} ({wb}x{hb}x{cb} vs {wa}x{ha}x{ca}); "
+                           "images are never resized")
+    x, y = a.pixels.to(device), b.pixels.to(device)
+    try:
+        ssim_value = float(metrics.ssim(x, y).ssim[0])
+    except ValueError as exc:
+        raise DenoiseError(f"{a_name}: {exc}") from None
+    psnr_value = float(metrics.psnr(x, y)[0])
+    identical = psnr_value == float("inf")
+    result = {
+        "a": a_name, "b": b_name, "ssim": ssim_value, "psnr": None if identical else psnr_value,
+        "psnr_identical": identical, "ms_ssim": None, "ms_ssim_note": None,
+        "data_range": a.data_range, "bit_depth": {"a": a.bit_depth, "b": b.bit_depth}, "channels": a.channels,
+        "alpha": "ignored (not scored)" if a.alpha is not None or b.alpha is not None else "none",
+        "device": str(device), "settings": SSIM_SETTINGS,
+    }
+    if min(x.shape[-2:]) >= metrics.ms_ssim_min_size():
+        result["ms_ssim"] = float(metrics.ms_ssim(x, y)[0])
+    else:
+        result["ms_ssim_note"] = f"needs at least {metrics.ms_ssim_min_size()} pixels a side"
+    return result
+
+
+def compare_files(a_path: str, b_path: str, device: torch.device, map_path: Optional[str] = None) -> dict:
+    """Score two files; with ``map_path``, also write the SSIM map (mean over channels, clipped to [0, 1])."""
+    a, b = imageio.read_image(a_path), imageio.read_image(b_path)
+    result = score_images(a, b, device, a_path, b_path)
+    if map_path:
+        ssim_map = metrics.ssim(a.pixels.to(device), b.pixels.to(device)).map.mean(dim=1, keepdim=True)
+        fmt = imageio.format_for_path(map_path, fallback="PNG")
+        dtype = np.float32 if fmt == "TIFF" else np.uint16 if fmt == "PNG" else np.uint8
+        imageio.write_image(map_path, Image(pixels=ssim_map.clamp(0, 1).cpu(), alpha=None, dtype=np.dtype(dtype),
+                                            format=fmt))
+        result["map"] = map_path
+    return result
+
+
+def compare_folders(a_dir: str, b_dir: str, device: torch.device) -> dict:
+    """Score every image of ``a_dir`` against the file at the same relative path in ``b_dir``.
+
+    Returns pairs (each with ``relative``), the mean of each score, and errors (unpaired or unreadable files).
+    """
+    a_root, b_root = Path(a_dir), Path(b_dir)
+    a_files = {path.relative_to(a_root) for path in scan_folder(a_root)}
+    b_files = {path.relative_to(b_root) for path in scan_folder(b_root)}
+    pairs, errors = [], []
+    for relative in sorted(a_files | b_files):
+        if relative not in b_files:
+            errors.append(f"{a_root / relative}: no file at the same path in {b_dir}")
+            continue
+        if relative not in a_files:
+            errors.append(f"{b_root / relative}: no file at the same path in {a_dir}")
+            continue
+        try:
+            a = imageio.read_image(a_root / relative)
+            b = imageio.read_image(b_root / relative)
+            row = score_images(a, b, device, str(a_root / relative), str(b_root / relative))
+        except DenoiseError as exc:
+            errors.append(str(exc))
+            continue
+        row["relative"] = str(relative)
+        pairs.append(row)
+    mean = {}
+    for key in ("ssim", "psnr", "ms_ssim"):
+        values = [row[key] for row in pairs if row[key] is not None]
+        mean[key] = sum(values) / len(values) if values else None
+    return {"pairs": pairs, "mean": mean, "errors": errors, "settings": SSIM_SETTINGS, "device": str(device)}

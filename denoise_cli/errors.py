@@ -1,0 +1,5 @@
+"""The one exception type users see: its message is printed as a single line on stderr."""
+
+
+class DenoiseError(Exception):
+    """A problem with the user's input or settings (bad file, missing device, bad option)."""
