@@ -20,7 +20,7 @@ from . import imageio, metrics
 from .compare import compare_files, compare_folders
 from .config import Defaults, load_defaults
 from .device import DEVICE_CHOICES, resolve_device
-from .errors import DenoiseError
+from .errors import DenoiseError, UsageError
 from .methods import METHODS, Method
 from .noise import parse_noise
 from .report import check_report_path, summarize, write_report
@@ -349,6 +349,9 @@ def main(argv: Optional[list] = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
+    except UsageError as exc:
+        click.echo(f"denoise: {exc}", err=True)
+        sys.exit(ExitStatus.USAGE)
     except DenoiseError as exc:
         click.echo(f"denoise: {exc}", err=True)
         sys.exit(ExitStatus.ERROR)

@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import click
 
-from .errors import DenoiseError
+from .errors import UsageError
 
 COMMON = "common"
 
@@ -30,13 +30,13 @@ def read_config_file(path: str) -> dict:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise DenoiseError(f"config {path}: cannot read ({exc.strerror or exc})") from None
+        raise UsageError(f"config {path}: cannot read ({exc.strerror or exc})") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DenoiseError(f"config {path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        raise UsageError(f"config {path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(data, dict):
-        raise DenoiseError(f"config {path}: expected a JSON object of sections")
+        raise UsageError(f"config {path}: expected a JSON object of sections")
     return data
 
 
@@ -88,19 +88,19 @@ def _option_names(command: click.Command) -> dict:
 
 
 def validate_config(config: dict, group: click.Group, where: str) -> None:
-    """Raise DenoiseError for an unknown section or key, or a value an option would not accept."""
+    """Raise UsageError for an unknown section or key, or a value an option would not accept."""
     commands = group.commands
     for section, values in config.items():
         if section != COMMON and section not in commands:
             known = ", ".join([COMMON] + sorted(commands))
-            raise DenoiseError(f"{where}: unknown section {section!r} (known: {known})")
+            raise UsageError(f"{where}: unknown section {section!r} (known: {known})")
         if not isinstance(values, dict):
-            raise DenoiseError(f"{where}: section {section!r} must be an object")
+            raise UsageError(f"{where}: section {section!r} must be an object")
         targets = commands.values() if section == COMMON else [commands[section]]
         for key, value in values.items():
             params = [p for p in (_option_names(c).get(key) for c in targets) if p is not None]
             if not params:
-                raise DenoiseError(f"{where}: unknown key {section}.{key}")
+                raise UsageError(f"{where}: unknown key {section}.{key}")
             for param in params:
                 _check_value(param, value, f"{where}: {section}.{key}")
 
@@ -110,15 +110,15 @@ def _check_value(param: click.Option, value: Any, label: str) -> None:
         return
     if param.is_flag and not param.count:
         if not isinstance(value, bool):
-            raise DenoiseError(f"{label}: expected true or false, got {json.dumps(value)}")
+            raise UsageError(f"{label}: expected true or false, got {json.dumps(value)}")
         return
     if isinstance(value, bool) or isinstance(value, (list, dict)):
-        raise DenoiseError(f"{label}: expected a {param.type.name}, got {json.dumps(value)}")
+        raise UsageError(f"{label}: expected a {param.type.name}, got {json.dumps(value)}")
     if isinstance(param.type, click.types.IntParamType) and not isinstance(value, int):
-        raise DenoiseError(f"{label}: expected an integer, got {json.dumps(value)}")
+        raise UsageError(f"{label}: expected an integer, got {json.dumps(value)}")
     if isinstance(param.type, click.types.FloatParamType) and not isinstance(value, (int, float)):
-        raise DenoiseError(f"{label}: expected a number, got {json.dumps(value)}")
+        raise UsageError(f"{label}: expected a number, got {json.dumps(value)}")
     try:
         param.type.convert(value, param, None)
     except click.BadParameter as exc:
-        raise DenoiseError(f"{label}: {exc.message}") from None
+        raise UsageError(f"{label}: {exc.message}") from None

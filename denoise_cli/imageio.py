@@ -122,7 +122,9 @@ def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXEL
             samples, fmt, icc, exif, orientation = _decode_pillow(data, name, max_pixels)
     except DenoiseError:
         raise
-    except (UnidentifiedImageError, png.FormatError) as exc:
+    except UnidentifiedImageError:
+        raise DenoiseError(f"{name}: not a readable image (unrecognised format or corrupt header)") from None
+    except png.FormatError as exc:
         raise DenoiseError(f"{name}: not a readable image ({_first_line(exc)})") from None
     except (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error,
             tifffile.TiffFileError) as exc:

@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Sequence
 
-from .errors import DenoiseError
+from .errors import DenoiseError, UsageError
 from .imageio import write_bytes_atomic
 
 SCORE_FIELDS = ("psnr_in", "ssim_in", "psnr_out", "ssim_out")
@@ -47,7 +47,7 @@ def write_report(path: str, records: Sequence[dict], summary: dict) -> None:
 def check_report_path(path: str) -> None:
     """Fail early, before any work, on a report name we could not write."""
     if Path(path).suffix.lower() not in (".json", ".csv"):
-        raise DenoiseError(f"report {path}: use a .json or .csv file name")
+        raise UsageError(f"report {path}: use a .json or .csv file name")
 
 
 def _csv_text(records: Sequence[dict], summary: dict) -> str:

@@ -23,7 +23,7 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from . import imageio
-from .errors import DenoiseError
+from .errors import DenoiseError, UsageError
 from .imageio import STDIO, Image
 from .methods import Method
 from .metrics import WINDOW_SIZE, psnr, ssim
@@ -111,7 +111,7 @@ def output_path(job: Job, output: Optional[str], output_dir: Optional[str], suff
         return output
     if job.source == STDIO:
         if output_dir:
-            raise DenoiseError("stdin input needs -o FILE (or -o - for stdout), not --output-dir")
+            raise UsageError("stdin input needs -o FILE (or -o - for stdout), not --output-dir")
         return STDIO
     if output_dir:
         return str(Path(output_dir) / job.relative)
@@ -128,7 +128,7 @@ def _reference_for(job: Job, reference: Optional[str], single: bool) -> Optional
     ref = Path(reference)
     if not ref.is_dir():
         if not single:
-            raise DenoiseError(f"--reference {reference}: give a folder when there are several inputs")
+            raise UsageError(f"--reference {reference}: give a folder when there are several inputs")
         return reference
     folder = ref / job.relative.parent
     stem = job.relative.stem
@@ -150,12 +150,12 @@ def plan_jobs(inputs: Sequence[str], output: Optional[str] = None, output_dir: O
               reference: Optional[str] = None, suffix: str = ".denoised") -> list[Job]:
     """Expand the inputs and give each job its output and reference. Raises DenoiseError for a usage problem."""
     if output and output_dir:
-        raise DenoiseError("give either -o/--output or --output-dir, not both")
+        raise UsageError("give either -o/--output or --output-dir, not both")
     jobs = expand_inputs(inputs, skip_suffix=suffix)
     if not jobs:
-        raise DenoiseError("no input images found")
+        raise UsageError("no input images found")
     if output and len(jobs) > 1:
-        raise DenoiseError(f"-o names one output but there are {len(jobs)} inputs; use --output-dir DIR")
+        raise UsageError(f"-o names one output but there are {len(jobs)} inputs; use --output-dir DIR")
     for job in jobs:
         job.output = output_path(job, output, output_dir, suffix)
         job.reference = _reference_for(job, reference, single=len(jobs) == 1)

@@ -169,6 +169,6 @@ def _fit(image: torch.Tensor, iterations: int, learning_rate: float, step_size: 
         optimizer.step()
         scheduler.step()
         if progress is not None and (step % report_every == 0 or step == iterations):
-            progress(step, iterations, {"loss": float(loss)})
+            progress(step, iterations, {"loss": float(loss.detach())})
     model.eval()
-    return model, float(loss)
+    return model, float(loss.detach())

@@ -1,0 +1,163 @@
+"""TV and the ROF solver: against scikit-image, against an independent primal-dual solver, and by its properties."""
+import numpy as np
+import pytest
+import torch
+from skimage.restoration import denoise_tv_chambolle
+
+from denoise_cli.tv import divergence, gradient, total_variation, tv_denoise
+
+from .conftest import noisy_copy
+
+MODES = [(n, c) for n in ("isotropic", "anisotropic") for c in ("coupled", "separate")]
+
+
+def _to_tensor(array: np.ndarray) -> torch.Tensor:
+    array = array.astype(np.float32) / 255 if array.dtype == np.uint8 else array.astype(np.float32)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    return torch.from_numpy(array).permute(2, 0, 1)[None].contiguous()
+
+
+# ---------------------------------------------------------------------- an independent reference, float64 numpy
+
+def _np_grad(u):  # (C, H, W) -> (C, 2, H, W)
+    g = np.zeros((u.shape[0], 2) + u.shape[1:])
+    g[:, 0, :-1] = np.diff(u, axis=1)
+    g[:, 1, :, :-1] = np.diff(u, axis=2)
+    return g
+
+
+def _np_grad_adjoint(p):  # D^T p, written from the definition <Du, p> = <u, D^T p>
+    out = np.zeros((p.shape[0],) + p.shape[2:])
+    out[:, :-1] -= p[:, 0, :-1]
+    out[:, 1:] += p[:, 0, :-1]
+    out[:, :, :-1] -= p[:, 1, :, :-1]
+    out[:, :, 1:] += p[:, 1, :, :-1]
+    return out
+
+
+def _np_group_norm(g, norm, channels):
+    axes = ((0,) if channels == "coupled" else ()) + ((1,) if norm == "isotropic" else ())
+    return np.sqrt((g ** 2).sum(axis=axes, keepdims=True)) if axes else np.abs(g)
+
+
+def _np_objective(u, f, lam, norm, channels):
+    g = _np_grad(u)
+    axes = ((0,) if channels == "coupled" else ()) + ((1,) if norm == "isotropic" else ())
+    tv = np.sqrt((g ** 2).sum(axis=axes)).sum() if axes else np.abs(g).sum()
+    return 0.5 * ((u - f) ** 2).sum() + lam * tv
+
+
+def _chambolle_pock(f, lam, norm, channels, iterations=6000):
+    """Accelerated primal-dual (Chambolle & Pock 2011, alg. 2) for ROF, float64: the long-run reference."""
+    u = f.copy()
+    u_bar = u.copy()
+    y = np.zeros((f.shape[0], 2) + f.shape[1:])
+    tau, sigma = 0.25, 0.5  # tau * sigma * ||D||^2 <= 1 with ||D||^2 <= 8
+    for _ in range(iterations):
+        y = y + sigma * _np_grad(u_bar)
+        y = y / np.maximum(1.0, _np_group_norm(y, norm, channels) / lam)
+        u_next = (u - tau * _np_grad_adjoint(y) + tau * f) / (1 + tau)
+        theta = 1 / np.sqrt(1 + 2 * tau)
+        tau, sigma = theta * tau, sigma / theta
+        u_bar = u_next + theta * (u_next - u)
+        u = u_next
+    return u
+
+
+# --------------------------------------------------------------------------------------------------------- tests
+
+def test_divergence_is_the_negative_adjoint_of_gradient():
+    generator = torch.Generator().manual_seed(0)
+    u = torch.randn(2, 3, 7, 9, generator=generator, dtype=torch.float64)
+    p = torch.randn(2, 3, 2, 7, 9, generator=generator, dtype=torch.float64)
+    assert float((gradient(u) * p).sum()) == pytest.approx(-float((u * divergence(p)).sum()), rel=1e-12)
+
+
+def test_total_variation_by_hand():
+    x = torch.tensor([[[[0.0, 1.0], [3.0, 5.0]]]])  # u_y = (3, 4), u_x = (1, 2) in the first row/column
+    assert float(total_variation(x, "anisotropic", "separate")) == pytest.approx(3 + 4 + 1 + 2)
+    # isotropic: pixel (0,0) has (u_y, u_x) = (3, 1); (0,1) has (4, 0); (1,0) has (0, 2)
+    assert float(total_variation(x, "isotropic", "separate")) == pytest.approx(np.sqrt(10) + 4 + 2)
+    assert float(total_variation(x, "anisotropic", "separate", reduction="mean")) == pytest.approx(10 / 4)
+    rgb = x.repeat(1, 3, 1, 1)
+    assert float(total_variation(rgb, "isotropic", "coupled")) == pytest.approx(np.sqrt(3) * (np.sqrt(10) + 6))
+    assert total_variation(torch.cat([x, 2 * x]), reduction="none").tolist() == pytest.approx(
+        [np.sqrt(10) + 6, 2 * (np.sqrt(10) + 6)])
+
+
+def test_total_variation_is_differentiable_even_where_flat():
+    x = torch.zeros(1, 3, 8, 8, requires_grad=True)
+    loss = total_variation(x, "isotropic", "coupled", reduction="mean")
+    loss.backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_separate_isotropic_equals_scikit_image(retina):
+    noisy = noisy_copy(retina[:64, :64], 25, seed=1)
+    f = noisy.astype(np.float64) / 255
+    expected = denoise_tv_chambolle(f, weight=0.1, eps=1e-12, max_num_iter=20000, channel_axis=-1)
+    ours, facts = tv_denoise(_to_tensor(noisy), 0.1, "isotropic", "separate", tol=2e-4)
+    rmse = np.sqrt(((ours[0].permute(1, 2, 0).numpy() - expected) ** 2).mean())
+    assert facts["converged"]
+    assert rmse < 1e-3
+
+
+@pytest.mark.parametrize("norm,channels", MODES)
+def test_every_mode_matches_an_independent_primal_dual_solver(retina, norm, channels):
+    noisy = noisy_copy(retina[:20, :24], 25, seed=2)
+    f = noisy.astype(np.float64).transpose(2, 0, 1) / 255
+    expected = _chambolle_pock(f, 0.08, norm, channels)
+    ours, facts = tv_denoise(_to_tensor(noisy), 0.08, norm, channels, tol=1e-4, max_iter=20000)
+    rmse = np.sqrt(((ours[0].double().numpy() - expected) ** 2).mean())
+    assert facts["converged"]
+    assert rmse < 1e-4
+
+
+@pytest.mark.parametrize("norm,channels", MODES)
+def test_the_duality_gap_bounds_the_distance_to_the_optimum(retina, norm, channels):
+    noisy = noisy_copy(retina[:32, :32], 25, seed=3)
+    f = noisy.astype(np.float64).transpose(2, 0, 1) / 255
+    optimum = _chambolle_pock(f, 0.1, norm, channels)
+    rough, facts = tv_denoise(_to_tensor(noisy), 0.1, norm, channels, tol=0, max_iter=30, check_every=30)
+    u = rough[0].double().numpy()
+    excess = _np_objective(u, f, 0.1, norm, channels) - _np_objective(optimum, f, 0.1, norm, channels)
+    gap_total = facts["gap"][0] * f.size
+    assert 0 <= excess <= gap_total * (1 + 1e-3) + 1e-7
+    assert np.sqrt(((u - optimum) ** 2).mean()) <= facts["rmse_bound"][0]
+    assert facts["iterations"] == 30 and not facts["converged"]
+
+
+@pytest.mark.parametrize("norm,channels", MODES)
+def test_denoising_lowers_total_variation(retina, norm, channels):
+    x = _to_tensor(noisy_copy(retina, 25))
+    u, _ = tv_denoise(x, 0.1, norm, channels)
+    assert float(total_variation(u, norm, channels)) < 0.5 * float(total_variation(x, norm, channels))
+    assert u.shape == x.shape and u.dtype == x.dtype
+
+
+def test_zero_weight_returns_the_input(retina):
+    x = _to_tensor(noisy_copy(retina, 25))
+    u, facts = tv_denoise(x, 0.0)
+    assert torch.equal(u, x)
+    assert facts["iterations"] == 0
+
+
+def test_a_batch_is_solved_image_by_image(retina, grass):
+    a = _to_tensor(noisy_copy(retina[:40, :40], 25, seed=4))
+    b = _to_tensor(noisy_copy(retina[40:80, 40:80], 10, seed=5))
+    both, facts = tv_denoise(torch.cat([a, b]), torch.tensor([0.1, 0.03]), tol=1e-4)
+    alone_a, _ = tv_denoise(a, 0.1, tol=1e-4)
+    alone_b, _ = tv_denoise(b, 0.03, tol=1e-4)
+    assert facts["weight"] == pytest.approx([0.1, 0.03])
+    assert float((both[0] - alone_a[0]).abs().max()) < 1e-3
+    assert float((both[1] - alone_b[0]).abs().max()) < 1e-3
+
+
+def test_auto_weight_follows_the_noise_level(retina):
+    weights = []
+    for sigma in (10, 30):
+        _, facts = tv_denoise(_to_tensor(noisy_copy(retina, sigma)), "auto", max_iter=5)
+        assert facts["sigma"][0] == pytest.approx(sigma / 255, rel=0.25)
+        weights.append(facts["weight"][0])
+    assert weights[1] > 2 * weights[0]

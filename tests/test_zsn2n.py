@@ -1,0 +1,92 @@
+"""ZS-N2N: the downsampler and loss by hand, the fit's effect, exact tiling, determinism."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from denoise_cli.metrics import psnr
+from denoise_cli.zsn2n import ZSN2N, apply_denoiser, pad_to_even, pair_downsample, zsn2n_denoise, zsn2n_loss
+
+
+class Constant(nn.Module):
+    """A stand-in network that predicts the same noise value everywhere."""
+
+    def __init__(self, value: float):
+        super().__init__()
+        self.value = value
+
+    def forward(self, x):
+        return torch.full_like(x, self.value)
+
+
+def test_pair_downsampler_by_hand():
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    d1, d2 = pair_downsample(x)
+    # block (0,0) holds 0 1 / 4 5: diagonal mean (0 + 5) / 2, anti-diagonal mean (1 + 4) / 2
+    assert d1[0, 0].tolist() == [[2.5, 4.5], [10.5, 12.5]]
+    assert d2[0, 0].tolist() == [[2.5, 4.5], [10.5, 12.5]]
+    y = torch.tensor([[[[1.0, 0.0], [0.0, 3.0]]]])
+    assert pair_downsample(y)[0].item() == 2.0 and pair_downsample(y)[1].item() == 0.0
+
+
+def test_loss_by_hand():
+    x = torch.tensor([[[[1.0, 0.0], [0.0, 3.0]]]])  # D1 = 2, D2 = 0
+    total, residual, consistency = zsn2n_loss(Constant(0.0), x)
+    assert residual.item() == pytest.approx(0.5 * ((2 - 0) ** 2 + (0 - 2) ** 2))  # = 4
+    assert consistency.item() == 0.0
+    total, residual, consistency = zsn2n_loss(Constant(0.5), x)
+    # pred1 = 1.5, pred2 = -0.5; x - f(x) downsampled: D1 = 1.5, D2 = -0.5
+    assert residual.item() == pytest.approx(0.5 * ((1.5 - 0) ** 2 + (-0.5 - 2) ** 2))
+    assert consistency.item() == pytest.approx(0.0)
+    assert total.item() == pytest.approx(residual.item())
+
+
+def test_network_shape_follows_the_paper():
+    net = ZSN2N(3, 48)
+    assert [tuple(m.weight.shape) for m in (net.conv1, net.conv2, net.conv3)] == [(48, 3, 3, 3), (48, 48, 3, 3),
+                                                                                  (3, 48, 1, 1)]
+    assert net.act.negative_slope == 0.2
+
+
+def test_pad_to_even_reflects_odd_sides():
+    x = torch.arange(15.0).reshape(1, 1, 3, 5)
+    padded = pad_to_even(x)
+    assert padded.shape == (1, 1, 4, 6)
+    assert padded[0, 0, 3].tolist()[:5] == x[0, 0, 1].tolist()
+
+
+def test_tiled_inference_equals_the_whole_image_pass():
+    torch.manual_seed(0)
+    net = ZSN2N(3, 8)
+    x = torch.rand(1, 3, 37, 45)
+    whole = (x - net(x)).clamp(0, 1)
+    tiled = apply_denoiser(net, x, tile=16)
+    assert torch.allclose(whole, tiled, atol=1e-6)
+
+
+def _noisy_blocks(seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    clean = F.interpolate(torch.rand(1, 1, 6, 6, generator=generator), size=(33, 31), mode="bilinear")
+    noisy = clean + 0.1 * torch.randn(clean.shape, generator=generator)
+    return clean, noisy
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_a_short_fit_lowers_the_loss_and_raises_psnr(exact):
+    clean, noisy = _noisy_blocks()
+    losses = []
+    out, facts = zsn2n_denoise(noisy, iterations=300, learning_rate=3e-3, seed=1, exact=exact,
+                               progress=lambda step, total, info: losses.append(info["loss"]))
+    assert out.shape == noisy.shape
+    assert min(losses[-5:]) < losses[0]
+    assert float(psnr(out, clean)) > float(psnr(noisy.clamp(0, 1), clean)) + 3
+    assert facts["mode"] == ("exact" if exact else "fast")
+
+
+def test_the_fit_is_deterministic_with_a_seed():
+    _, noisy = _noisy_blocks()
+    a, _ = zsn2n_denoise(noisy, iterations=20, seed=5)
+    b, _ = zsn2n_denoise(noisy, iterations=20, seed=5)
+    c, _ = zsn2n_denoise(noisy, iterations=20, seed=6)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
