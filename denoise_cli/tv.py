@@ -65,12 +65,26 @@ def gradient(u: torch.Tensor) -> torch.Tensor:
 
 
 def divergence(p: torch.Tensor) -> torch.Tensor:
-    """The negative adjoint of :func:`gradient`: (N, C, 2, H, W) -> (N, C, H, W), so <grad u, p> = -<u, div p>."""
+    """The negative adjoint of :func:`gradient`: (N, C, 2, H, W) -> (N, C, H, W), so <grad u, p> = -<u, div p>.
+
+    Entries of ``p`` in the last row of the vertical part and the last column of the horizontal part are ignored
+    (the gradient is zero there).
+    """
     py, px = p[:, :, 0], p[:, :, 1]
     d = torch.zeros_like(py)
     d[:, :, :-1] += py[:, :, :-1]
     d[:, :, 1:] -= py[:, :, :-1]
     d[:, :, :, :-1] += px[:, :, :, :-1]
+    d[:, :, :, 1:] -= px[:, :, :, :-1]
+    return d
+
+
+def _divergence_of_dual(p: torch.Tensor) -> torch.Tensor:
+    """:func:`divergence` for a dual variable whose boundary entries are zero (the solver's iterates), in 3 passes
+    instead of 5."""
+    py, px = p[:, :, 0], p[:, :, 1]
+    d = py + px
+    d[:, :, 1:] -= py[:, :, :-1]
     d[:, :, :, 1:] -= px[:, :, :, :-1]
     return d
 
@@ -168,14 +182,15 @@ def _fista_dual(f: torch.Tensor, lam: torch.Tensor, dims: tuple, max_iter: int, 
     iteration = 0
     while iteration < max_iter:
         iteration += 1
-        g = gradient(f + lam4 * divergence(q))
-        p_next = q + step * g
-        p_next /= _group_norms(p_next, dims).clamp_min(1.0)
+        g = gradient(f + lam4 * _divergence_of_dual(q))
+        p_next = torch.add(q, g.mul_(step))
+        p_next /= _group_norms(p_next, dims).clamp_min_(1.0)
         t_next = (1.0 + (1.0 + 4.0 * t * t) ** 0.5) / 2.0
-        # restart the momentum when it points uphill on the dual objective
-        if torch.sum((q - p_next) * (p_next - p)) > 0:
+        step_taken = p_next - p
+        # restart the momentum when it points uphill on the dual objective (O'Donoghue & Candes)
+        if torch.dot((q - p_next).flatten(), step_taken.flatten()) > 0:
             t_next, t = 1.0, 1.0
-        q = p_next + ((t - 1.0) / t_next) * (p_next - p)
+        q = torch.add(p_next, step_taken, alpha=(t - 1.0) / t_next)
         p, t = p_next, t_next
         if iteration % check_every == 0 or iteration == max_iter:
             gap = _duality_gap(f, p, lam, dims)
@@ -185,7 +200,7 @@ def _fista_dual(f: torch.Tensor, lam: torch.Tensor, dims: tuple, max_iter: int, 
                 progress(iteration, max_iter, {"rmse_bound": worst})
             if worst <= tol:
                 break
-    u = f + lam4 * divergence(p)
+    u = f + lam4 * _divergence_of_dual(p)
     gap = gap.clamp_min(0) / values_per_image
     return u, {"iterations": iteration, "gap": gap.tolist(), "rmse_bound": bound.tolist(),
                "converged": bool((bound <= tol).all())}

@@ -1,0 +1,76 @@
+"""Helpers shared by the benchmark scripts: test images, seeded noise, a 1-D search, and table printing."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from denoise_cli.imageio import as_stored, samples_to_tensor
+from denoise_cli.noise import NoiseSpec, add_noise
+
+#: Kodak24 as the project's shared data folder holds it; every script takes --kodak to point elsewhere.
+DEFAULT_KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak24"
+
+
+def kodak_paths(folder: Path, numbers: Sequence[int]) -> list[Path]:
+    paths = [Path(folder) / f"kodim{n:02d}.png" for n in numbers]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise SystemExit(f"missing Kodak images: {', '.join(missing[:3])} (use --kodak FOLDER)")
+    return paths
+
+
+def load_crop(path: Path, size: int | None = 256) -> torch.Tensor:
+    """(1, C, size, size) centre crop in [0, 1] (the whole image when size is None)."""
+    samples = np.asarray(Image.open(path))
+    if size is not None:
+        h, w = samples.shape[:2]
+        top, left = (h - size) // 2, (w - size) // 2
+        samples = samples[top:top + size, left:left + size]
+    return samples_to_tensor(samples if samples.ndim == 3 else samples[:, :, None])
+
+
+def noisy(clean: torch.Tensor, spec: str, seed: int) -> torch.Tensor:
+    """``clean`` with seeded noise ("gaussian:25", "poisson:50"), stored as an 8-bit file would store it."""
+    kind, level = spec.split(":")
+    generator = torch.Generator().manual_seed(seed)
+    return as_stored(add_noise(clean, NoiseSpec(kind, float(level)), generator), np.uint8)
+
+
+def golden_max(score: Callable[[float], float], low: float, high: float, rel_tol: float = 0.01) -> tuple[float,
+                                                                                                          float]:
+    """Maximise a unimodal ``score`` over [low, high] by golden-section search on a log scale."""
+    ratio = (math.sqrt(5) - 1) / 2
+    a, b = math.log(low), math.log(high)
+    c, d = b - ratio * (b - a), a + ratio * (b - a)
+    fc, fd = score(math.exp(c)), score(math.exp(d))
+    while b - a > rel_tol:
+        if fc >= fd:
+            b, d, fd = d, c, fc
+            c = b - ratio * (b - a)
+            fc = score(math.exp(c))
+        else:
+            a, c, fc = c, d, fd
+            d = a + ratio * (b - a)
+            fd = score(math.exp(d))
+    return (math.exp(c), fc) if fc >= fd else (math.exp(d), fd)
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence]) -> None:
+    """A plain aligned table on stdout."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(str(h)), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    print("  ".join(str(h).ljust(w) for h, w in zip(headers, widths)))
+    print("  ".join("-" * w for w in widths))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e-2 and value != 0 else f"{value:.3f}"
+    return str(value)
