@@ -111,11 +111,16 @@ def test_separate_isotropic_equals_scikit_image(retina):
     assert rmse < 1e-3
 
 
+def _problem_and_optimum(image, weight, norm, channels, seed):
+    """A noisy crop as uint8 (H, W, C), as float64 (C, H, W), and the long-run primal-dual solution for it."""
+    noisy = noisy_copy(image, 25, seed=seed)
+    f = noisy.astype(np.float64).transpose(2, 0, 1) / 255
+    return noisy, f, _chambolle_pock(f, weight, norm, channels)
+
+
 @pytest.mark.parametrize("norm,channels", MODES)
 def test_every_mode_matches_an_independent_primal_dual_solver(retina, norm, channels):
-    noisy = noisy_copy(retina[:20, :24], 25, seed=2)
-    f = noisy.astype(np.float64).transpose(2, 0, 1) / 255
-    expected = _chambolle_pock(f, 0.08, norm, channels)
+    noisy, _, expected = _problem_and_optimum(retina[:20, :24], 0.08, norm, channels, seed=2)
     ours, facts = tv_denoise(_to_tensor(noisy), 0.08, norm, channels, tol=1e-4, max_iter=20000)
     rmse = np.sqrt(((ours[0].double().numpy() - expected) ** 2).mean())
     assert facts["converged"]
@@ -124,9 +129,7 @@ def test_every_mode_matches_an_independent_primal_dual_solver(retina, norm, chan
 
 @pytest.mark.parametrize("norm,channels", MODES)
 def test_the_duality_gap_bounds_the_distance_to_the_optimum(retina, norm, channels):
-    noisy = noisy_copy(retina[:32, :32], 25, seed=3)
-    f = noisy.astype(np.float64).transpose(2, 0, 1) / 255
-    optimum = _chambolle_pock(f, 0.1, norm, channels)
+    noisy, f, optimum = _problem_and_optimum(retina[:32, :32], 0.1, norm, channels, seed=3)
     rough, facts = tv_denoise(_to_tensor(noisy), 0.1, norm, channels, tol=0, max_iter=30, check_every=30)
     u = rough[0].double().numpy()
     excess = _np_objective(u, f, 0.1, norm, channels) - _np_objective(optimum, f, 0.1, norm, channels)
