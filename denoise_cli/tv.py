@@ -139,7 +139,8 @@ def tv_denoise(x: torch.Tensor, weight: Union[float, str, torch.Tensor] = "auto"
 
     weight: lambda (a number, a per-image tensor (N,), or ``"auto"`` for the calibrated rule on the estimated sigma).
     tol: stop when the certified RMSE bound sqrt(2 * gap / n) from the exact solution is below ``tol`` for every
-    image (in [0, 1] units; 5e-4 is 0.13 of an 8-bit level, and the true error is typically 10-30x below the bound). ``max_iter`` caps the iterations.
+    image (in [0, 1] units; 5e-4 is 0.13 of an 8-bit level, and the true error is typically 10-30x below the bound).
+    ``max_iter`` caps the iterations.
     Returns the denoised batch (same shape and dtype) and facts: weight, sigma (when auto), iterations, gap (per
     value), rmse_bound, converged.
     """
