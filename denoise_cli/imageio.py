@@ -284,7 +284,7 @@ def samples_to_tensor(samples: np.ndarray) -> torch.Tensor:
 
 
 def tensor_to_samples(pixels: torch.Tensor, dtype: np.dtype) -> np.ndarray:
-    """(1, C, H, W) or (C, H, W) values in [0, 1] -> (H, W, C) samples of ``dtype``, rounded and clipped for integers."""
+    """(1, C, H, W) or (C, H, W) values in [0, 1] -> (H, W, C) samples of ``dtype`` (integers: rounded, clipped)."""
     if pixels.dim() == 4:
         if pixels.shape[0] != 1:
             raise ValueError("write one image at a time")
