@@ -32,7 +32,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kodak", default=DEFAULT_KODAK)
     parser.add_argument("--images", default="1-12", help="Kodak numbers, e.g. 1-12")
+    parser.add_argument("--modes", default=",".join(f"{n}/{c}" for n, c in MODES),
+                        help="norm/channels pairs, e.g. isotropic/coupled,anisotropic/separate")
     args = parser.parse_args()
+    modes = [tuple(mode.split("/")) for mode in args.modes.split(",")]
     first, last = map(int, args.images.split("-"))
     torch.set_num_threads(2)
     cases = []
@@ -42,7 +45,7 @@ def main() -> None:
             x = noisy(clean, f"gaussian:{sigma}", seed=1000 * number + sigma)
             cases.append((f"kodim{number:02d}", sigma, clean, x, float(estimate_sigma(x)[0])))
     rows = []
-    for norm, channels in MODES:
+    for norm, channels in modes:
         started = time.perf_counter()
         table = [[float(psnr(tv_denoise(case[3], k * case[4], norm, channels, tol=TOL)[0], case[2])[0])
                   for k in SLOPES] for case in cases]  # table[case][slope]

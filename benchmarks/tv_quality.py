@@ -37,7 +37,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kodak", default=DEFAULT_KODAK)
     parser.add_argument("--images", default="13-24")
+    parser.add_argument("--modes", default=",".join(f"{n}/{c}" for n, c in MODES),
+                        help="norm/channels pairs, e.g. isotropic/coupled,anisotropic/separate")
     args = parser.parse_args()
+    modes = [tuple(mode.split("/")) for mode in args.modes.split(",")]
     first, last = map(int, args.images.split("-"))
     torch.set_num_threads(2)
     results = {}  # (mode or "skimage", sigma) -> list of (auto psnr, best psnr)
@@ -45,7 +48,7 @@ def main() -> None:
         clean = load_crop(path)
         for sigma in SIGMAS:
             x = noisy(clean, f"gaussian:{sigma}", seed=1000 * number + sigma)
-            for norm, channels in MODES:
+            for norm, channels in modes:
                 auto, facts = tv_denoise(x, "auto", norm, channels, tol=TOL)
                 weight = facts["weight"][0]
                 _, best = golden_max(lambda w: score(tv_denoise(x, w, norm, channels, tol=TOL)[0], clean),
@@ -63,7 +66,7 @@ def main() -> None:
     rows = []
     for sigma in SIGMAS:
         peer = statistics.mean(b for _, b in results[("skimage", sigma)])
-        for mode in MODES:
+        for mode in modes:
             pairs = results[(mode, sigma)]
             auto = statistics.mean(a for a, _ in pairs)
             best = statistics.mean(b for _, b in pairs)
