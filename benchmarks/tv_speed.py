@@ -1,7 +1,8 @@
 """TV speed: time to reach RMSE <= 0.1/255 from the converged solution, ours against scikit-image.
 
 Image: a 1024x1024 RGB mosaic of four 512x512 Kodak centre crops (kodim13-16) with Gaussian noise sigma 25, stored as
-8-bit; lambda from our auto rule. The converged solution is ours with a certified RMSE bound of 2e-5 (0.005/255).
+8-bit; lambda from our auto rule. The converged solution is ours with a certified RMSE bound of 5e-5 (0.013/255;
+float32 cannot certify much below 3e-5).
 For each solver the fewest iterations that reach RMSE <= 0.1/255 are found (doubling, then bisection to 5%), and the
 run with that count is timed (best of ``--repeat``). scikit-image's denoise_tv_chambolle solves the per-channel
 (separate, isotropic) problem; ours is timed in that mode and in the default coupled mode.
@@ -71,7 +72,7 @@ def main() -> None:
             torch.cuda.synchronize()
 
     for channels in ("separate", "coupled"):
-        reference, facts = tv_denoise(x_dev, weight, "isotropic", channels, tol=2e-5, max_iter=20000)
+        reference, facts = tv_denoise(x_dev, weight, "isotropic", channels, tol=5e-5, max_iter=20000)
         assert facts["converged"], facts
 
         def ours(n):

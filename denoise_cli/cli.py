@@ -297,12 +297,12 @@ def ssim_command(ctx: click.Context, a, b, json_output, csv_output, map_output, 
     if os.path.isdir(a) and os.path.isdir(b):
         if map_path:
             raise click.UsageError("--map works on a pair of files, not folders")
-        result = compare_folders(a, b, torch_device)
+        result = compare_folders(a, b, torch_device, all_scores=as_json or as_csv)
         for problem in result["errors"]:
             click.echo(f"denoise: {problem}", err=True)
         _print_scores(result, as_json, as_csv, folders=True)
         ctx.exit(ExitStatus.ERROR if result["errors"] else ExitStatus.SUCCESS)
-    result = compare_files(a, b, torch_device, map_path)
+    result = compare_files(a, b, torch_device, map_path, all_scores=as_json or as_csv)
     _print_scores(result, as_json, as_csv, folders=False)
 
 

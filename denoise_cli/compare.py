@@ -23,8 +23,10 @@ SSIM_SETTINGS = {
 }
 
 
-def score_images(a: Image, b: Image, device: torch.device, a_name: str = "A", b_name: str = "B") -> dict:
-    """SSIM, PSNR and (size permitting) MS-SSIM of ``b`` against ``a``, with the settings used."""
+def score_images(a: Image, b: Image, device: torch.device, a_name: str = "A", b_name: str = "B",
+                 all_scores: bool = True) -> dict:
+    """SSIM, PSNR and (size permitting) MS-SSIM of ``b`` against ``a``, with the settings used; with
+    ``all_scores=False`` the SSIM alone (PSNR and MS-SSIM None), for the plain ``denoise ssim`` output."""
     if a.pixels.shape != b.pixels.shape:
         _, ca, ha, wa = a.pixels.shape
         _, cb, hb, wb = b.pixels.shape
@@ -35,7 +37,7 @@ def score_images(a: Image, b: Image, device: torch.device, a_name: str = "A", b_
         ssim_value = float(metrics.ssim(x, y).ssim[0])
     except ValueError as exc:
         raise DenoiseError(f"{a_name}: {exc}") from None
-    psnr_value = float(metrics.psnr(x, y)[0])
+    psnr_value = float(metrics.psnr(x, y)[0]) if all_scores else None
     identical = psnr_value == float("inf")
     result = {
         "a": a_name, "b": b_name, "ssim": ssim_value, "psnr": None if identical else psnr_value,
@@ -44,17 +46,20 @@ def score_images(a: Image, b: Image, device: torch.device, a_name: str = "A", b_
         "alpha": "ignored (not scored)" if a.alpha is not None or b.alpha is not None else "none",
         "device": str(device), "settings": SSIM_SETTINGS,
     }
-    if min(x.shape[-2:]) >= metrics.ms_ssim_min_size():
+    if not all_scores:
+        result["ms_ssim_note"] = "not computed"
+    elif min(x.shape[-2:]) >= metrics.ms_ssim_min_size():
         result["ms_ssim"] = float(metrics.ms_ssim(x, y)[0])
     else:
         result["ms_ssim_note"] = f"needs at least {metrics.ms_ssim_min_size()} pixels a side"
     return result
 
 
-def compare_files(a_path: str, b_path: str, device: torch.device, map_path: Optional[str] = None) -> dict:
+def compare_files(a_path: str, b_path: str, device: torch.device, map_path: Optional[str] = None,
+                  all_scores: bool = True) -> dict:
     """Score two files; with ``map_path``, also write the SSIM map (mean over channels, clipped to [0, 1])."""
     a, b = imageio.read_image(a_path), imageio.read_image(b_path)
-    result = score_images(a, b, device, a_path, b_path)
+    result = score_images(a, b, device, a_path, b_path, all_scores)
     if map_path:
         ssim_map = metrics.ssim(a.pixels.to(device), b.pixels.to(device)).map.mean(dim=1, keepdim=True)
         fmt = imageio.format_for_path(map_path, fallback="PNG")
@@ -65,7 +70,7 @@ def compare_files(a_path: str, b_path: str, device: torch.device, map_path: Opti
     return result
 
 
-def compare_folders(a_dir: str, b_dir: str, device: torch.device) -> dict:
+def compare_folders(a_dir: str, b_dir: str, device: torch.device, all_scores: bool = True) -> dict:
     """Score every image of ``a_dir`` against the file at the same relative path in ``b_dir``.
 
     Returns pairs (each with ``relative``), the mean of each score, and errors (unpaired or unreadable files).
@@ -84,7 +89,7 @@ def compare_folders(a_dir: str, b_dir: str, device: torch.device) -> dict:
         try:
             a = imageio.read_image(a_root / relative)
             b = imageio.read_image(b_root / relative)
-            row = score_images(a, b, device, str(a_root / relative), str(b_root / relative))
+            row = score_images(a, b, device, str(a_root / relative), str(b_root / relative), all_scores)
         except DenoiseError as exc:
             errors.append(str(exc))
             continue
