@@ -29,6 +29,8 @@ def load_crop(path: Path, size: int | None = 256) -> torch.Tensor:
     samples = np.asarray(Image.open(path))
     if size is not None:
         h, w = samples.shape[:2]
+        if size > min(h, w):
+            raise SystemExit(f"{path} is {w}x{h}: too small for a {size}x{size} crop")
         top, left = (h - size) // 2, (w - size) // 2
         samples = samples[top:top + size, left:left + size]
     return samples_to_tensor(samples if samples.ndim == 3 else samples[:, :, None])
