@@ -7,14 +7,14 @@ final loss or gap). The runner, the reports and the CLI treat every method alike
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 
 from . import tv, zsn2n
 
 ProgressCallback = Callable[[int, int, dict], None]  # (steps done, steps in all, facts so far)
-MethodFunction = Callable[..., "tuple[torch.Tensor, dict]"]
+MethodFunction = Callable[..., tuple]  # (x, *, progress=None, **settings) -> (tensor, facts)
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class Method:
     suffix: str = ".denoised"
 
 
-def _unchanged(x: torch.Tensor, progress: ProgressCallback = None) -> tuple[torch.Tensor, dict]:
+def _unchanged(x: torch.Tensor, progress: Optional[ProgressCallback] = None) -> tuple[torch.Tensor, dict]:
     """The identity, for ``denoise noise``: the runner adds the noise, this writes it out."""
     return x, {}
 
