@@ -36,19 +36,17 @@ NORMS = ("isotropic", "anisotropic")
 CHANNEL_MODES = ("coupled", "separate")
 REDUCTIONS = ("none", "sum", "mean")
 
-#: ``--weight auto``: lambda = AUTO_WEIGHT_SLOPE[norm, channels] * sigma, sigma estimated by noise.estimate_sigma.
-#: isotropic/coupled (the default) is calibrated by benchmarks/calibrate_tv_weight.py on Kodak24 images 1-12
-#: (256x256 centre crops, Gaussian sigma 15, 25, 50): the slope with the best mean PSNR over those 36 cases.
-#: The other modes are provisional, not yet calibrated: isotropic/separate takes the same slope; anisotropic takes it
-#: times pi/4, the mean ratio of isotropic to anisotropic TV for gradients of uniformly spread directions.
+#: ``--weight auto``: lambda = slope * sigma_hat, sigma_hat from noise.estimate_sigma, and
+#: slope = AUTO_WEIGHT_SLOPE[norm] * (sqrt(C) if channels are coupled else 1) for C channels. With C equal channels the
+#: coupled TV is sqrt(C) times one channel's, so the same per-channel smoothing needs sqrt(C) times the weight (and a
+#: gray image gets the same weight in both modes). The isotropic slope comes from the calibration of isotropic/coupled
+#: RGB by benchmarks/calibrate_tv_weight.py on Kodak24 images 1-12 (256x256 centre crops, Gaussian sigma 15, 25, 50:
+#: the slope with the best mean PSNR over those 36 cases was 1.145 = 0.661 * sqrt(3)); isotropic/separate RGB with
+#: 0.661 was checked on two Kodak 1-12 cases (within 0.05 dB of the best of five slopes). The anisotropic slope is
+#: provisional: anisotropic TV is about 4/pi times isotropic TV for gradients of uniformly spread directions.
 #: Known limit: the PSNR-best lambda / sigma varies with image content (0.75-1.39 over Kodak 1-12, even with the true
 #: sigma), so any fixed slope loses ~0.3 dB on average to the per-image best; a content-adaptive choice is the fix.
-AUTO_WEIGHT_SLOPE = {
-    ("isotropic", "coupled"): 1.145,
-    ("isotropic", "separate"): 1.145,
-    ("anisotropic", "coupled"): 1.145 * math.pi / 4,
-    ("anisotropic", "separate"): 1.145 * math.pi / 4,
-}
+AUTO_WEIGHT_SLOPE = {"isotropic": 1.145 / math.sqrt(3), "anisotropic": 1.145 / math.sqrt(3) * math.pi / 4}
 
 ProgressCallback = Callable[[int, int, dict], None]  # (iteration, max_iter, {"rmse_bound": ...})
 
@@ -134,7 +132,8 @@ def auto_weight(x: torch.Tensor, norm: str = "isotropic", channels: str = "coupl
     """The calibrated lambda for each image of (N, C, H, W) from its estimated noise sigma: (lambda, sigma), (N,)."""
     _check_modes(norm, channels)
     sigma = estimate_sigma(x)
-    return AUTO_WEIGHT_SLOPE[norm, channels] * sigma, sigma
+    coupling = math.sqrt(x.shape[1]) if channels == "coupled" else 1.0
+    return AUTO_WEIGHT_SLOPE[norm] * coupling * sigma, sigma
 
 
 def tv_denoise(x: torch.Tensor, weight: Union[float, str, torch.Tensor] = "auto", norm: str = "isotropic",

@@ -4,7 +4,7 @@ import pytest
 import torch
 from skimage.restoration import denoise_tv_chambolle
 
-from denoise_cli.tv import _divergence_of_dual, divergence, gradient, total_variation, tv_denoise
+from denoise_cli.tv import _divergence_of_dual, auto_weight, divergence, gradient, total_variation, tv_denoise
 
 from .conftest import noisy_copy
 
@@ -163,6 +163,14 @@ def test_a_batch_is_solved_image_by_image(retina, grass):
     assert facts["weight"] == pytest.approx([0.1, 0.03])
     assert float((both[0] - alone_a[0]).abs().max()) < 1e-3
     assert float((both[1] - alone_b[0]).abs().max()) < 1e-3
+
+
+def test_auto_weight_is_the_same_for_gray_in_both_channel_modes_and_scales_with_coupling(grass, retina):
+    gray = _to_tensor(noisy_copy(grass, 20))
+    assert auto_weight(gray, channels="coupled")[0].tolist() == auto_weight(gray, channels="separate")[0].tolist()
+    rgb = _to_tensor(noisy_copy(retina, 20))
+    coupled, separate = auto_weight(rgb, channels="coupled")[0], auto_weight(rgb, channels="separate")[0]
+    assert float(coupled / separate) == pytest.approx(3 ** 0.5)
 
 
 def test_auto_weight_follows_the_noise_level(retina):
