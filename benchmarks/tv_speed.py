@@ -1,10 +1,9 @@
 """TV speed: time to reach RMSE <= 0.1/255 from the converged solution, ours against scikit-image.
 
 Image: a 2x2 mosaic of four whole Kodak photos (kodim13-16, 500x500 each) resized to 1024x1024 (bicubic), with
-Gaussian noise sigma 25, stored as 8-bit; lambda from our auto rule. The converged solution is ours with a certified RMSE bound of 5e-5 (0.013/255;
-float32 cannot certify much below 3e-5).
-For each solver the fewest iterations that reach RMSE <= 0.1/255 are found (doubling, then bisection to 5%; 10% for
-scikit-image, whose runs are long), and the
+Gaussian noise sigma 25, stored as 8-bit; lambda from our auto rule. The converged solution is ours with a certified
+RMSE bound of 5e-5 (0.013/255; float32 cannot certify much below 3e-5). For each solver the fewest iterations that
+reach RMSE <= 0.1/255 are found (doubling, then bisection to 5%; 10% for scikit-image, whose runs are long), and the
 run with that count is timed (best of ``--repeat``). scikit-image's denoise_tv_chambolle solves the per-channel
 (separate, isotropic) problem; ours is timed in that mode and in the default coupled mode.
 
