@@ -99,8 +99,19 @@ def _group_dims(norm: str, channels: str) -> tuple:
 
 
 def _group_norms(g: torch.Tensor, dims: tuple) -> torch.Tensor:
-    """Euclidean norm of each group of ``g``, broadcastable against ``g``."""
-    return torch.linalg.vector_norm(g, dim=dims, keepdim=True) if dims else g.abs()
+    """Euclidean norm of each group of ``g`` (N, C, 2, H, W), broadcastable against ``g``.
+
+    Written out (squares, a sum over channels, the two directions added as slices) because a ``vector_norm`` over the
+    size-2 direction dimension is ~10x slower on the CPU.
+    """
+    if not dims:
+        return g.abs()
+    squares = g * g
+    if 1 in dims:
+        squares = squares.sum(dim=1, keepdim=True)
+    if 2 in dims:
+        squares = squares[:, :, 0:1] + squares[:, :, 1:2]
+    return squares.sqrt_()
 
 
 def _sum_of_group_norms(g: torch.Tensor, dims: tuple) -> torch.Tensor:
