@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from common import DEFAULT_KODAK, kodak_paths, load_crop, noisy, print_table
+from common import DEFAULT_KODAK, add_modes_option, kodak_paths, load_crop, noisy, print_table
 from denoise_cli.metrics import psnr
 from denoise_cli.noise import estimate_sigma
 from denoise_cli.tv import tv_denoise
@@ -32,8 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kodak", default=DEFAULT_KODAK)
     parser.add_argument("--images", default="1-12", help="Kodak numbers, e.g. 1-12")
-    parser.add_argument("--modes", default=",".join(f"{n}/{c}" for n, c in MODES),
-                        help="norm/channels pairs, e.g. isotropic/coupled,anisotropic/separate")
+    add_modes_option(parser, MODES)
     args = parser.parse_args()
     modes = [tuple(mode.split("/")) for mode in args.modes.split(",")]
     first, last = map(int, args.images.split("-"))

@@ -62,6 +62,12 @@ def golden_max(score: Callable[[float], float], low: float, high: float, rel_tol
     return (math.exp(c), fc) if fc >= fd else (math.exp(d), fd)
 
 
+def add_modes_option(parser, modes: Sequence[tuple]) -> None:
+    """``--modes norm/channels,...`` for the TV scripts, defaulting to ``modes``."""
+    parser.add_argument("--modes", default=",".join(f"{n}/{c}" for n, c in modes),
+                        help="norm/channels pairs, e.g. isotropic/coupled,anisotropic/separate")
+
+
 def print_table(headers: Sequence[str], rows: Sequence[Sequence]) -> None:
     """A plain aligned table on stdout."""
     cells = [[_cell(v) for v in row] for row in rows]

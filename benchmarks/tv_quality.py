@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from skimage.restoration import denoise_tv_chambolle
 
-from common import DEFAULT_KODAK, golden_max, kodak_paths, load_crop, noisy, print_table
+from common import DEFAULT_KODAK, add_modes_option, golden_max, kodak_paths, load_crop, noisy, print_table
 from denoise_cli.imageio import as_stored
 from denoise_cli.metrics import psnr
 from denoise_cli.tv import tv_denoise
@@ -37,8 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kodak", default=DEFAULT_KODAK)
     parser.add_argument("--images", default="13-24")
-    parser.add_argument("--modes", default=",".join(f"{n}/{c}" for n, c in MODES),
-                        help="norm/channels pairs, e.g. isotropic/coupled,anisotropic/separate")
+    add_modes_option(parser, MODES)
     args = parser.parse_args()
     modes = [tuple(mode.split("/")) for mode in args.modes.split(",")]
     first, last = map(int, args.images.split("-"))
