@@ -13,10 +13,8 @@ from importlib import metadata
 from typing import Optional
 
 import click
-import torch
 from tqdm import tqdm
 
-from . import imageio, metrics
 from .compare import compare_files, compare_folders
 from .config import Defaults, load_defaults
 from .device import DEVICE_CHOICES, resolve_device

@@ -37,8 +37,6 @@ MAX_PIXELS = 1 << 28
 #: File name suffixes we read and write, and the format each stands for.
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP",
            ".webp": "WEBP"}
-#: Formats that store only 8-bit samples.
-EIGHT_BIT_FORMATS = ("JPEG", "BMP", "WEBP")
 _EXIF_ORIENTATION = 0x0112
 _TIFF_ORIENTATION = 274
 _TIFF_ICC = 34675
