@@ -24,9 +24,9 @@ SSIM_SETTINGS = {
 
 
 def score_images(a: Image, b: Image, device: torch.device, a_name: str = "A", b_name: str = "B",
-                 all_scores: bool = True) -> dict:
-    """SSIM, PSNR and (size permitting) MS-SSIM of ``b`` against ``a``, with the settings used; with
-    ``all_scores=False`` the SSIM alone (PSNR and MS-SSIM None), for the plain ``denoise ssim`` output."""
+                 all_scores: bool = True) -> tuple[dict, torch.Tensor]:
+    """SSIM, PSNR and (size permitting) MS-SSIM of ``b`` against ``a``, with the settings used, and the SSIM map
+    (1, C, H', W'); with ``all_scores=False`` the SSIM alone (PSNR and MS-SSIM None), for plain ``denoise ssim``."""
     if a.pixels.shape != b.pixels.shape:
         _, ca, ha, wa = a.pixels.shape
         _, cb, hb, wb = b.pixels.shape
@@ -34,13 +34,13 @@ def score_images(a: Image, b: Image, device: torch.device, a_name: str = "A", b_
                            "images are never resized")
     x, y = a.pixels.to(device), b.pixels.to(device)
     try:
-        ssim_value = float(metrics.ssim(x, y).ssim[0])
+        ssim_result = metrics.ssim(x, y)
     except ValueError as exc:
         raise DenoiseError(f"{a_name}: {exc}") from None
     psnr_value = float(metrics.psnr(x, y)[0]) if all_scores else None
     identical = psnr_value == float("inf")
     result = {
-        "a": a_name, "b": b_name, "ssim": ssim_value, "psnr": None if identical else psnr_value,
+        "a": a_name, "b": b_name, "ssim": float(ssim_result.ssim[0]), "psnr": None if identical else psnr_value,
         "psnr_identical": identical, "ms_ssim": None, "ms_ssim_note": None,
         "data_range": a.data_range, "bit_depth": {"a": a.bit_depth, "b": b.bit_depth}, "channels": a.channels,
         "alpha": "ignored (not scored)" if a.alpha is not None or b.alpha is not None else "none",
@@ -52,16 +52,16 @@ def score_images(a: Image, b: Image, device: torch.device, a_name: str = "A", b_
         result["ms_ssim"] = float(metrics.ms_ssim(x, y)[0])
     else:
         result["ms_ssim_note"] = f"needs at least {metrics.ms_ssim_min_size()} pixels a side"
-    return result
+    return result, ssim_result.map
 
 
 def compare_files(a_path: str, b_path: str, device: torch.device, map_path: Optional[str] = None,
                   all_scores: bool = True) -> dict:
     """Score two files; with ``map_path``, also write the SSIM map (mean over channels, clipped to [0, 1])."""
     a, b = imageio.read_image(a_path), imageio.read_image(b_path)
-    result = score_images(a, b, device, a_path, b_path, all_scores)
+    result, ssim_map = score_images(a, b, device, a_path, b_path, all_scores)
     if map_path:
-        ssim_map = metrics.ssim(a.pixels.to(device), b.pixels.to(device)).map.mean(dim=1, keepdim=True)
+        ssim_map = ssim_map.mean(dim=1, keepdim=True)
         fmt = imageio.format_for_path(map_path, fallback="PNG")
         dtype = np.float32 if fmt == "TIFF" else np.uint16 if fmt == "PNG" else np.uint8
         imageio.write_image(map_path, Image(pixels=ssim_map.clamp(0, 1).cpu(), alpha=None, dtype=np.dtype(dtype),
@@ -89,7 +89,7 @@ def compare_folders(a_dir: str, b_dir: str, device: torch.device, all_scores: bo
         try:
             a = imageio.read_image(a_root / relative)
             b = imageio.read_image(b_root / relative)
-            row = score_images(a, b, device, str(a_root / relative), str(b_root / relative), all_scores)
+            row, _ = score_images(a, b, device, str(a_root / relative), str(b_root / relative), all_scores)
         except DenoiseError as exc:
             errors.append(str(exc))
             continue

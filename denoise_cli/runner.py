@@ -148,7 +148,7 @@ def _same_file(path: Path, source: str) -> bool:
 
 def plan_jobs(inputs: Sequence[str], output: Optional[str] = None, output_dir: Optional[str] = None,
               reference: Optional[str] = None, suffix: str = ".denoised") -> list[Job]:
-    """Expand the inputs and give each job its output and reference. Raises DenoiseError for a usage problem."""
+    """Expand the inputs and give each job its output and reference. Raises UsageError for a usage problem."""
     if output and output_dir:
         raise UsageError("give either -o/--output or --output-dir, not both")
     jobs = expand_inputs(inputs, skip_suffix=suffix)

@@ -195,6 +195,7 @@ def _fista_dual(f: torch.Tensor, lam: torch.Tensor, dims: tuple, max_iter: int, 
     t = 1.0
     bound = torch.full((n,), float("inf"), dtype=torch.float64, device=f.device)
     gap = bound.clone()
+    u = f
     iteration = 0
     while iteration < max_iter:
         iteration += 1
@@ -209,22 +210,20 @@ def _fista_dual(f: torch.Tensor, lam: torch.Tensor, dims: tuple, max_iter: int, 
         q = torch.add(p_next, step_taken, alpha=(t - 1.0) / t_next)
         p, t = p_next, t_next
         if iteration % check_every == 0 or iteration == max_iter:
-            gap = _duality_gap(f, p, lam, dims)
+            u = f + lam4 * _divergence_of_dual(p)  # the loop ends only here, so this u is the result
+            gap = _duality_gap(u, p, lam, dims)
             bound = torch.sqrt(2.0 * gap.clamp_min(0) / values_per_image)
             worst = float(bound.max())
             if progress is not None:
                 progress(iteration, max_iter, {"rmse_bound": worst})
             if worst <= tol:
                 break
-    u = f + lam4 * _divergence_of_dual(p)
     gap = gap.clamp_min(0) / values_per_image
     return u, {"iterations": iteration, "gap": gap.tolist(), "rmse_bound": bound.tolist(),
                "converged": bool((bound <= tol).all())}
 
 
-def _duality_gap(f: torch.Tensor, p: torch.Tensor, lam: torch.Tensor, dims: tuple) -> torch.Tensor:
+def _duality_gap(u: torch.Tensor, p: torch.Tensor, lam: torch.Tensor, dims: tuple) -> torch.Tensor:
     """lambda * sum(||grad u|| - <grad u, p>) per image, in float64, for u = f + lambda div p; shape (N,)."""
-    n = f.shape[0]
-    u = f + lam.view(n, 1, 1, 1) * divergence(p)
     g = gradient(u).double()
     return lam.double() * (_sum_of_group_norms(g, dims) - (g * p.double()).flatten(1).sum(dim=1))
