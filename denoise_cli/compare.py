@@ -1,6 +1,7 @@
 """Scoring image files against each other (``denoise ssim``): one pair, or two folders paired by relative path."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
 
@@ -24,9 +25,10 @@ SSIM_SETTINGS = {
 
 
 def score_images(a: Image, b: Image, device: torch.device, a_name: str = "A", b_name: str = "B",
-                 all_scores: bool = True) -> tuple[dict, torch.Tensor]:
-    """SSIM, PSNR and (size permitting) MS-SSIM of ``b`` against ``a``, with the settings used, and the SSIM map
-    (1, C, H', W'); with ``all_scores=False`` the SSIM alone (PSNR and MS-SSIM None), for plain ``denoise ssim``."""
+                 all_scores: bool = True, with_map: bool = False) -> tuple[dict, Optional[torch.Tensor]]:
+    """SSIM, PSNR and (size permitting) MS-SSIM of ``b`` against ``a``, with the settings used, and with ``with_map``
+    the SSIM map (1, C, H', W') (else None); with ``all_scores=False`` the SSIM alone (PSNR and MS-SSIM None), for
+    plain ``denoise ssim``."""
     if a.pixels.shape != b.pixels.shape:
         _, ca, ha, wa = a.pixels.shape
         _, cb, hb, wb = b.pixels.shape
@@ -34,7 +36,7 @@ def score_images(a: Image, b: Image, device: torch.device, a_name: str = "A", b_
                            "images are never resized")
     x, y = a.pixels.to(device), b.pixels.to(device)
     try:
-        ssim_result = metrics.ssim(x, y)
+        ssim_result = metrics.ssim(x, y, with_map=with_map)
     except ValueError as exc:
         raise DenoiseError(f"{a_name}: {exc}") from None
     psnr_value = float(metrics.psnr(x, y)[0]) if all_scores else None
@@ -58,8 +60,9 @@ def score_images(a: Image, b: Image, device: torch.device, a_name: str = "A", b_
 def compare_files(a_path: str, b_path: str, device: torch.device, map_path: Optional[str] = None,
                   all_scores: bool = True) -> dict:
     """Score two files; with ``map_path``, also write the SSIM map (mean over channels, clipped to [0, 1])."""
-    a, b = imageio.read_image(a_path), imageio.read_image(b_path)
-    result, ssim_map = score_images(a, b, device, a_path, b_path, all_scores)
+    with ThreadPoolExecutor(max_workers=2) as pool:  # decoders release the GIL: the two files decode at once
+        a, b = pool.map(imageio.read_image, (a_path, b_path))
+    result, ssim_map = score_images(a, b, device, a_path, b_path, all_scores, map_path is not None)
     if map_path:
         ssim_map = ssim_map.mean(dim=1, keepdim=True)
         fmt = imageio.format_for_path(map_path, fallback="PNG")
