@@ -1,9 +1,9 @@
-"""Helpers shared by the benchmark scripts: test images, seeded noise, a 1-D search, and table printing."""
+"""Helpers shared by the benchmark scripts: test images, seeded noise, a 1-D search (the package's), and table
+printing."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -11,6 +11,9 @@ from PIL import Image
 
 from denoise_cli.imageio import as_stored, samples_to_tensor
 from denoise_cli.noise import NoiseSpec, add_noise
+from denoise_cli.sure import golden_max
+
+__all__ = ["DEFAULT_KODAK", "add_modes_option", "golden_max", "kodak_paths", "load_crop", "noisy", "print_table"]
 
 #: Kodak24 as the project's shared data folder holds it; every script takes --kodak to point elsewhere.
 DEFAULT_KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak24"
@@ -41,25 +44,6 @@ def noisy(clean: torch.Tensor, spec: str, seed: int) -> torch.Tensor:
     kind, level = spec.split(":")
     generator = torch.Generator().manual_seed(seed)
     return as_stored(add_noise(clean, NoiseSpec(kind, float(level)), generator), np.uint8)
-
-
-def golden_max(score: Callable[[float], float], low: float, high: float, rel_tol: float = 0.01) -> tuple[float,
-                                                                                                          float]:
-    """Maximise a unimodal ``score`` over [low, high] by golden-section search on a log scale."""
-    ratio = (math.sqrt(5) - 1) / 2
-    a, b = math.log(low), math.log(high)
-    c, d = b - ratio * (b - a), a + ratio * (b - a)
-    fc, fd = score(math.exp(c)), score(math.exp(d))
-    while b - a > rel_tol:
-        if fc >= fd:
-            b, d, fd = d, c, fc
-            c = b - ratio * (b - a)
-            fc = score(math.exp(c))
-        else:
-            a, c, fc = c, d, fd
-            d = a + ratio * (b - a)
-            fd = score(math.exp(d))
-    return (math.exp(c), fc) if fc >= fd else (math.exp(d), fd)
 
 
 def add_modes_option(parser, modes: Sequence[tuple]) -> None:

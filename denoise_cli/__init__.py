@@ -7,7 +7,8 @@ from .device import resolve_device
 from .errors import DenoiseError
 from .imageio import Image, read_image, write_image
 from .metrics import ms_ssim, psnr, ssim
-from .noise import add_noise, estimate_sigma, parse_noise
+from .noise import add_noise, parse_noise
+from .noise_level import estimate_sigma
 from .tv import total_variation, tv_denoise
 from .zsn2n import ZSN2N, zsn2n_denoise
 

@@ -1,4 +1,4 @@
-"""Synthetic noise for experiments, and noise-level estimation.
+"""Synthetic noise for experiments (estimating the noise of an image is :mod:`noise_level`).
 
 Images are (N, C, H, W) tensors in [0, 1]. Gaussian sigma is given on the 0-255 scale (sigma 25 means 25/255 in
 [0, 1]) whatever the file's bit depth, as in the denoising literature; Poisson noise is given by its peak: the clean
@@ -13,8 +13,6 @@ import torch
 
 from .errors import DenoiseError
 
-#: 1 / Phi^-1(3/4): turns the median absolute value of N(0, s^2) samples into s.
-MAD_TO_SIGMA = 1.482602218505602
 NOISE_KINDS = ("gaussian", "poisson")
 
 
@@ -50,21 +48,3 @@ def add_noise(x: torch.Tensor, spec: NoiseSpec, generator: Optional[torch.Genera
         return x + noise.to(x.device) * (spec.level / 255.0)
     counts = torch.poisson((x.clamp(0, 1) * spec.level).cpu().float(), generator=generator)
     return (counts / spec.level).to(x.device)
-
-
-def estimate_sigma(x: torch.Tensor) -> torch.Tensor:
-    """Robust estimate of additive white Gaussian noise sigma in [0, 1] units, per image: shape (N,).
-
-    The median absolute deviation of the finest diagonal Haar wavelet coefficients (Donoho & Johnstone 1994),
-    ``(a - b - c + d) / 2`` over non-overlapping 2x2 blocks, which for white noise have the noise's variance; image
-    structure rarely reaches that diagonal band. Channels are pooled.
-    """
-    if x.dim() != 4:
-        raise ValueError(f"expected (N, C, H, W), got shape {tuple(x.shape)}")
-    n, _, h, w = x.shape
-    if h < 2 or w < 2:
-        raise ValueError(f"cannot estimate noise on a {h}x{w} image")
-    x = x[:, :, : h // 2 * 2, : w // 2 * 2]
-    diagonal = (x[:, :, 0::2, 0::2] - x[:, :, 0::2, 1::2] - x[:, :, 1::2, 0::2] + x[:, :, 1::2, 1::2]) / 2
-    return diagonal.reshape(n, -1).abs().median(dim=1).values * MAD_TO_SIGMA
-

@@ -30,23 +30,28 @@ from typing import Callable, Optional, Union
 
 import torch
 
-from .noise import estimate_sigma
+from .noise_level import estimate_sigma
+from .sure import sure_parameter
 
 NORMS = ("isotropic", "anisotropic")
 CHANNEL_MODES = ("coupled", "separate")
 REDUCTIONS = ("none", "sum", "mean")
 
-#: ``--weight auto``: lambda = slope * sigma_hat, sigma_hat from noise.estimate_sigma, and
-#: slope = AUTO_WEIGHT_SLOPE[norm] * (sqrt(C) if channels are coupled else 1) for C channels. With C equal channels the
-#: coupled TV is sqrt(C) times one channel's, so the same per-channel smoothing needs sqrt(C) times the weight (and a
-#: gray image gets the same weight in both modes). The isotropic slope comes from the calibration of isotropic/coupled
-#: RGB by benchmarks/calibrate_tv_weight.py on Kodak24 images 1-12 (256x256 centre crops, Gaussian sigma 15, 25, 50:
-#: the slope with the best mean PSNR over those 36 cases was 1.145 = 0.661 * sqrt(3)); isotropic/separate RGB with
-#: 0.661 was checked on two Kodak 1-12 cases (within 0.05 dB of the best of five slopes). The anisotropic slope is
-#: provisional: anisotropic TV is about 4/pi times isotropic TV for gradients of uniformly spread directions.
-#: Known limit: the PSNR-best lambda / sigma varies with image content (0.75-1.39 over Kodak 1-12, even with the true
-#: sigma), so any fixed slope loses ~0.3 dB on average to the per-image best; a content-adaptive choice is the fix.
+#: ``--weight auto`` searches lambda per image by Monte-Carlo SURE (see :func:`auto_weight`) within a factor of 2 of
+#: a rule lambda = slope * sigma_hat, slope = AUTO_WEIGHT_SLOPE[norm] * (sqrt(C) if channels are coupled else 1). With
+#: C equal channels the coupled TV is sqrt(C) times one channel's, so the same per-channel smoothing needs sqrt(C)
+#: times the weight. The isotropic slope is the best fixed slope for isotropic/coupled RGB over Kodak24 images 1-12
+#: (256x256 centre crops, Gaussian sigma 15, 25, 50; benchmarks/calibrate_tv_weight.py): 1.145 = 0.661 * sqrt(3).
+#: The PSNR-best slope of single images ranges 0.75-1.41 there (content decides: texture wants less smoothing), which
+#: is why a fixed slope loses up to 0.8 dB and the search is needed; the bracket [0.5, 2] x rule holds every case.
+#: Anisotropic TV is about 4/pi times isotropic TV for gradients of uniformly spread directions.
 AUTO_WEIGHT_SLOPE = {"isotropic": 1.145 / math.sqrt(3), "anisotropic": 1.145 / math.sqrt(3) * math.pi / 4}
+#: The SURE search: bracket around the rule, its resolution, the solver tolerance of its solves, and the tiles of a
+#: large image it looks at (up to 2 x 2 tiles of this side, spread over the image).
+SURE_BRACKET = (0.5, 2.0)
+SURE_REL_TOL = 0.05
+SURE_SOLVER_TOL = 3e-3
+SURE_TILE = 256
 
 ProgressCallback = Callable[[int, int, dict], None]  # (iteration, max_iter, {"rmse_bound": ...})
 
@@ -138,13 +143,50 @@ def total_variation(x: torch.Tensor, norm: str = "isotropic", channels: str = "s
     return total / x.numel() if reduction == "mean" else total
 
 
-def auto_weight(x: torch.Tensor, norm: str = "isotropic", channels: str = "coupled") -> tuple[torch.Tensor,
-                                                                                               torch.Tensor]:
-    """The calibrated lambda for each image of (N, C, H, W) from its estimated noise sigma: (lambda, sigma), (N,)."""
+def auto_weight(x: torch.Tensor, norm: str = "isotropic", channels: str = "coupled",
+                max_iter: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lambda for each image of (N, C, H, W) in [0, 1], chosen without the clean image: (lambda, sigma_hat), (N,).
+
+    sigma_hat comes from :func:`noise_level.estimate_sigma`; lambda minimises Monte-Carlo SURE of the ROF solution
+    (see :mod:`sure`) over [0.5, 2] x the calibrated rule, to 5%, measured on up to four 256x256 tiles of the image.
+    """
     _check_modes(norm, channels)
     sigma = estimate_sigma(x)
-    coupling = math.sqrt(x.shape[1]) if channels == "coupled" else 1.0
-    return AUTO_WEIGHT_SLOPE[norm] * coupling * sigma, sigma
+    dims = _group_dims(norm, channels)
+    rule = AUTO_WEIGHT_SLOPE[norm] * (math.sqrt(x.shape[1]) if channels == "coupled" else 1.0)
+
+    dual: dict = {}  # each solve starts from the last one's dual solution: neighbouring lambdas are close
+
+    def solve(batch: torch.Tensor, lam: float) -> torch.Tensor:
+        weights = torch.full((batch.shape[0],), lam, dtype=torch.float32, device=batch.device)
+        u, dual["p"], _ = _fista_dual(batch, weights, dims, max_iter, SURE_SOLVER_TOL, 10, None, dual.get("p"))
+        return u
+
+    weights = []
+    for image, noise in zip(x.float(), sigma.tolist()):
+        dual.clear()
+        centre = rule * noise
+        if centre <= 0:
+            weights.append(0.0)
+            continue
+        low, high = SURE_BRACKET[0] * centre, SURE_BRACKET[1] * centre
+        weights.append(sure_parameter(solve, _sure_tiles(image), noise, low, high, SURE_REL_TOL))
+    return torch.tensor(weights, dtype=torch.float64), sigma
+
+
+def _sure_tiles(image: torch.Tensor) -> torch.Tensor:
+    """Up to 2 x 2 tiles of SURE_TILE^2 of (C, H, W), centred in the cells of a regular grid: (K, C, h, w)."""
+    _, height, width = image.shape
+    tile_h, tile_w = min(SURE_TILE, height), min(SURE_TILE, width)
+    rows = 2 if height >= 2 * SURE_TILE else 1
+    cols = 2 if width >= 2 * SURE_TILE else 1
+    tiles = []
+    for row in range(rows):
+        for col in range(cols):
+            top = min(max(int((row + 0.5) * height / rows) - tile_h // 2, 0), height - tile_h)
+            left = min(max(int((col + 0.5) * width / cols) - tile_w // 2, 0), width - tile_w)
+            tiles.append(image[:, top:top + tile_h, left:left + tile_w])
+    return torch.stack(tiles)
 
 
 def tv_denoise(x: torch.Tensor, weight: Union[float, str, torch.Tensor] = "auto", norm: str = "isotropic",
@@ -152,7 +194,8 @@ def tv_denoise(x: torch.Tensor, weight: Union[float, str, torch.Tensor] = "auto"
                progress: Optional[ProgressCallback] = None) -> tuple[torch.Tensor, dict]:
     """Solve the ROF problem for each image of a batch (N, C, H, W) in [0, 1].
 
-    weight: lambda (a number, a per-image tensor (N,), or ``"auto"`` for the calibrated rule on the estimated sigma).
+    weight: lambda (a number, a per-image tensor (N,), or ``"auto"``: chosen per image by SURE, see
+    :func:`auto_weight`).
     tol: stop when the certified RMSE bound sqrt(2 * gap / n) from the exact solution is below ``tol`` for every
     image (in [0, 1] units; 5e-4 is 0.13 of an 8-bit level, and the true error is typically 10-30x below the bound).
     ``max_iter`` caps the iterations.
@@ -166,31 +209,35 @@ def tv_denoise(x: torch.Tensor, weight: Union[float, str, torch.Tensor] = "auto"
     if isinstance(weight, str):
         if weight != "auto":
             raise ValueError(f"weight must be a number or 'auto', got {weight!r}")
-        lam, sigma = auto_weight(x, norm, channels)
+        lam, sigma = auto_weight(x, norm, channels, max_iter)
         facts["sigma"] = sigma.tolist()
     else:
         lam = torch.as_tensor(weight, dtype=torch.float32).reshape(-1).expand(x.shape[0])
     if (lam < 0).any():
         raise ValueError("weight must be >= 0")
     facts["weight"] = lam.tolist()
-    u, solver_facts = _fista_dual(x.float(), lam.to(x.device, torch.float32), _group_dims(norm, channels),
+    u, _, solver_facts = _fista_dual(x.float(), lam.to(x.device, torch.float32), _group_dims(norm, channels),
                                   max_iter, tol, check_every, progress)
     facts.update(solver_facts)
     return u.to(x.dtype), facts
 
 
 def _fista_dual(f: torch.Tensor, lam: torch.Tensor, dims: tuple, max_iter: int, tol: float, check_every: int,
-                progress: Optional[ProgressCallback]) -> tuple[torch.Tensor, dict]:
-    """FISTA with adaptive restart on the dual of ROF; returns u and facts (see :func:`tv_denoise`)."""
+                progress: Optional[ProgressCallback], p_start: Optional[torch.Tensor] = None
+                ) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """FISTA with adaptive restart on the dual of ROF, from the feasible dual ``p_start`` (N, C, 2, H, W) or zero;
+    returns u, the dual p and facts (see :func:`tv_denoise`)."""
     n = f.shape[0]
     lam5 = lam.view(n, 1, 1, 1, 1)
     lam4 = lam.view(n, 1, 1, 1)
     values_per_image = f[0].numel()
     active = lam > 0
     if not bool(active.any()):
-        return f.clone(), {"iterations": 0, "gap": [0.0] * n, "rmse_bound": [0.0] * n, "converged": True}
+        return f.clone(), torch.zeros(f.shape[:2] + (2,) + f.shape[2:], dtype=f.dtype, device=f.device), \
+            {"iterations": 0, "gap": [0.0] * n, "rmse_bound": [0.0] * n, "converged": True}
     step = 1.0 / (8.0 * lam5.clamp_min(1e-12))
-    p = torch.zeros(f.shape[:2] + (2,) + f.shape[2:], dtype=f.dtype, device=f.device)
+    p = torch.zeros(f.shape[:2] + (2,) + f.shape[2:], dtype=f.dtype, device=f.device) if p_start is None \
+        else p_start.clone()
     q = p.clone()
     t = 1.0
     bound = torch.full((n,), float("inf"), dtype=torch.float64, device=f.device)
@@ -219,7 +266,7 @@ def _fista_dual(f: torch.Tensor, lam: torch.Tensor, dims: tuple, max_iter: int, 
             if worst <= tol:
                 break
     gap = gap.clamp_min(0) / values_per_image
-    return u, {"iterations": iteration, "gap": gap.tolist(), "rmse_bound": bound.tolist(),
+    return u, p, {"iterations": iteration, "gap": gap.tolist(), "rmse_bound": bound.tolist(),
                "converged": bool((bound <= tol).all())}
 
 

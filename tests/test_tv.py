@@ -2,11 +2,15 @@
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from skimage.restoration import denoise_tv_chambolle
 
+from denoise_cli.imageio import as_stored
+from denoise_cli.metrics import psnr
+from denoise_cli.sure import golden_max
 from denoise_cli.tv import _divergence_of_dual, auto_weight, divergence, gradient, total_variation, tv_denoise
 
-from .conftest import noisy_copy
+from .conftest import SAMPLES, noisy_copy
 
 MODES = [(n, c) for n in ("isotropic", "anisotropic") for c in ("coupled", "separate")]
 
@@ -165,18 +169,30 @@ def test_a_batch_is_solved_image_by_image(retina, grass):
     assert float((both[1] - alone_b[0]).abs().max()) < 1e-3
 
 
-def test_auto_weight_is_the_same_for_gray_in_both_channel_modes_and_scales_with_coupling(grass, retina):
+def test_auto_weight_is_the_same_for_gray_in_both_channel_modes(grass):
     gray = _to_tensor(noisy_copy(grass, 20))
     assert auto_weight(gray, channels="coupled")[0].tolist() == auto_weight(gray, channels="separate")[0].tolist()
-    rgb = _to_tensor(noisy_copy(retina, 20))
-    coupled, separate = auto_weight(rgb, channels="coupled")[0], auto_weight(rgb, channels="separate")[0]
-    assert float(coupled / separate) == pytest.approx(3 ** 0.5)
+
+
+@pytest.mark.parametrize("sigma", [15, 25])
+def test_auto_weight_lands_near_the_psnr_best_weight(sigma):
+    # (at sigma 40 this crop has 10% clipped pixels, which SURE's Gaussian model does not cover: 0.46 dB short)
+    clean = _to_tensor(np.asarray(Image.open(SAMPLES / "retina.png"))[60:252, 80:272])
+    noisy = _to_tensor(noisy_copy(np.asarray(Image.open(SAMPLES / "retina.png"))[60:252, 80:272], sigma, seed=4))
+    auto, facts = tv_denoise(noisy, "auto", tol=1e-3)
+    weight = facts["weight"][0]
+
+    def score(lam: float) -> float:
+        return float(psnr(as_stored(tv_denoise(noisy, lam, tol=1e-3)[0], np.uint8), clean)[0])
+
+    _, best = golden_max(score, 0.3 * weight, 3 * weight, rel_tol=0.01)
+    assert float(psnr(as_stored(auto, np.uint8), clean)[0]) > best - 0.1
 
 
 def test_auto_weight_follows_the_noise_level(retina):
     weights = []
     for sigma in (10, 30):
         _, facts = tv_denoise(_to_tensor(noisy_copy(retina, sigma)), "auto", max_iter=5)
-        assert facts["sigma"][0] == pytest.approx(sigma / 255, rel=0.25)
+        assert facts["sigma"][0] == pytest.approx(sigma / 255, rel=0.1)
         weights.append(facts["weight"][0])
     assert weights[1] > 2 * weights[0]

@@ -1,0 +1,50 @@
+"""Noise-level estimation on real images with known added noise."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from denoise_cli.noise_level import estimate_sigma
+
+from .conftest import SAMPLES
+
+
+def _noisy(clean: np.ndarray, sigma: float, seed: int, clip: bool = True) -> torch.Tensor:
+    """(1, C, H, W) in [0, 1]: ``clean`` (uint8) plus N(0, sigma^2) on the 0-255 scale, clipped and rounded like a
+    file, or left as floats."""
+    noisy = clean + np.random.default_rng(seed).normal(0, sigma, clean.shape)
+    if clip:
+        noisy = np.clip(np.rint(noisy), 0, 255)
+    array = noisy.astype(np.float32) / 255
+    return torch.from_numpy(array if array.ndim == 3 else array[:, :, None]).permute(2, 0, 1)[None].contiguous()
+
+
+@pytest.mark.parametrize("sigma", [5, 15, 30])
+def test_estimate_is_close_to_the_added_noise_on_a_photo(sigma):
+    clean = np.asarray(Image.open(SAMPLES / "retina.png"))[100:356, 100:356].astype(np.float64)
+    estimate = float(estimate_sigma(_noisy(clean, sigma, seed=sigma))[0]) * 255
+    assert estimate == pytest.approx(sigma, abs=0.06 * sigma + 0.5)
+
+
+@pytest.mark.parametrize("sigma", [5, 15, 30])
+def test_added_noise_adds_in_variance_on_a_texture_that_holds_its_own_noise(sigma):
+    # the grass photo's fine texture reads as sigma ~10 by itself; independent noise adds in variance
+    clean = np.asarray(Image.open(SAMPLES / "grass.png"))[:256, :256].astype(np.float64)
+    own = float(estimate_sigma(_noisy(clean, 0, seed=0))[0]) * 255
+    estimate = float(estimate_sigma(_noisy(clean, sigma, seed=sigma))[0]) * 255
+    assert estimate == pytest.approx((own ** 2 + sigma ** 2) ** 0.5, rel=0.06)
+
+
+def test_batch_gives_one_estimate_per_image_and_large_images_are_subsampled():
+    flat = np.full((600, 700), 128.0)
+    batch = torch.cat([_noisy(flat, 10, seed=1, clip=False), _noisy(flat, 20, seed=2, clip=False)])
+    estimates = estimate_sigma(batch) * 255
+    assert estimates.shape == (2,)
+    assert estimates.tolist() == pytest.approx([10, 20], rel=0.03)
+
+
+def test_clean_image_reads_near_zero_and_tiny_images_are_refused():
+    clean = torch.from_numpy(np.asarray(Image.open(SAMPLES / "retina.png"))[100:228, 100:228] / 255.0)
+    assert float(estimate_sigma(clean.permute(2, 0, 1)[None].float())[0]) * 255 < 2.0
+    with pytest.raises(ValueError, match="cannot estimate"):
+        estimate_sigma(torch.rand(1, 1, 5, 40))
