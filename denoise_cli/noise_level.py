@@ -24,7 +24,7 @@ MIN_UNCLIPPED_FRACTION = 0.5
 
 
 def estimate_sigma(x: torch.Tensor) -> torch.Tensor:
-    """Noise sigma of each image of (N, C, H, W) in [0, 1], in the same units: shape (N,), float64.
+    """Noise sigma of each image of (N, C, H, W) in [0, 1], in the same units: shape (N,), float64 on the CPU.
 
     Images smaller than the 7x7 patch raise ValueError.
     """
@@ -43,12 +43,12 @@ def _pca_sigma(patches: torch.Tensor) -> torch.Tensor:
     unclipped = ((patches > 0) & (patches < 1)).all(dim=0)
     if float(unclipped.double().mean()) >= MIN_UNCLIPPED_FRACTION:
         patches = patches[:, unclipped]
-    patches = patches.double()
+    patches = patches.cpu().double()  # float64 (which MPS lacks) for a covariance of up to 65536 patches
     patches = patches - patches.mean(dim=1, keepdim=True)
-    eigenvalues = torch.linalg.eigvalsh(patches @ patches.T / max(patches.shape[1] - 1, 1)).cpu()  # ascending
+    eigenvalues = torch.linalg.eigvalsh(patches @ patches.T / max(patches.shape[1] - 1, 1))  # ascending
     for count in range(eigenvalues.numel(), 0, -1):
         tail = eigenvalues[:count]
         tail_mean = tail.mean()
         if int((tail > tail_mean).sum()) == int((tail < tail_mean).sum()):
             break
-    return tail_mean.clamp_min(0).sqrt().to(patches.device)
+    return tail_mean.clamp_min(0).sqrt()

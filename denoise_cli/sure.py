@@ -53,8 +53,8 @@ def mc_sure(denoise: BatchDenoiser, y: torch.Tensor, parameter: float, sigma: fl
     k, values = y.shape[0], y.numel()
     both = denoise(torch.cat([y, y + epsilon * probe]), parameter)
     u, u_probed = both[:k], both[k:]
-    divergence = float((probe * (u_probed - u)).double().sum()) / epsilon
-    residual = float((u - y).double().pow(2).sum())
+    divergence = float((probe * (u_probed - u)).cpu().double().sum()) / epsilon  # float64 sums (not on MPS)
+    residual = float((u - y).cpu().double().pow(2).sum())
     return residual / values - sigma ** 2 + 2 * sigma ** 2 * divergence / values
 
 
