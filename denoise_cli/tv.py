@@ -65,11 +65,19 @@ def _check_modes(norm: str, channels: str) -> None:
 
 def gradient(u: torch.Tensor) -> torch.Tensor:
     """Forward differences with Neumann boundary: (N, C, H, W) -> (N, C, 2, H, W), [:, :, 0] vertical, [:, :, 1]
-    horizontal; the last row/column of each difference is 0."""
+    horizontal; the last row/column of each difference is 0. Differentiable."""
     g = u.new_zeros(u.shape[:2] + (2,) + u.shape[2:])
     g[:, :, 0, :-1] = u[:, :, 1:] - u[:, :, :-1]
     g[:, :, 1, :, :-1] = u[:, :, :, 1:] - u[:, :, :, :-1]
     return g
+
+
+def _gradient_into(u: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """:func:`gradient` written into ``out`` (N, C, 2, H, W), whose boundary entries must already be zero (for the
+    solver, no autograd)."""
+    torch.sub(u[:, :, 1:], u[:, :, :-1], out=out[:, :, 0, :-1])
+    torch.sub(u[:, :, :, 1:], u[:, :, :, :-1], out=out[:, :, 1, :, :-1])
+    return out
 
 
 def divergence(p: torch.Tensor) -> torch.Tensor:
@@ -239,6 +247,7 @@ def _fista_dual(f: torch.Tensor, lam: torch.Tensor, dims: tuple, max_iter: int, 
     p = torch.zeros(f.shape[:2] + (2,) + f.shape[2:], dtype=f.dtype, device=f.device) if p_start is None \
         else p_start.clone()
     q = p.clone()
+    work = torch.zeros_like(p)  # the next iterate is built here; every buffer keeps zero boundary entries
     t = 1.0
     bound = torch.full((n,), float("inf"), dtype=torch.float64, device=f.device)
     gap = bound.clone()
@@ -246,16 +255,19 @@ def _fista_dual(f: torch.Tensor, lam: torch.Tensor, dims: tuple, max_iter: int, 
     iteration = 0
     while iteration < max_iter:
         iteration += 1
-        g = gradient(f + lam4 * _divergence_of_dual(q))
-        p_next = torch.add(q, g.mul_(step))
-        p_next /= _group_norms(p_next, dims).clamp_min_(1.0)
+        # three preallocated buffers, no allocation of dual-sized arrays (page faults cost as much as the maths)
+        _gradient_into(_divergence_of_dual(q).mul_(lam4).add_(f), work)
+        work.mul_(step).add_(q)
+        p_next = work.div_(_group_norms(work, dims).clamp_min_(1.0))  # projection onto the dual ball
         t_next = (1.0 + (1.0 + 4.0 * t * t) ** 0.5) / 2.0
-        step_taken = p_next - p
-        # restart the momentum when it points uphill on the dual objective (O'Donoghue & Candes)
-        if torch.dot((q - p_next).flatten(), step_taken.flatten()) > 0:
+        back = p.sub_(p_next)  # p - p_next, in p's buffer
+        # restart the momentum when it points uphill on the dual objective, (q - p_next) . (p_next - p) > 0
+        # (O'Donoghue & Candes)
+        q_flat, next_flat, back_flat = q.flatten(), p_next.flatten(), back.flatten()
+        if torch.dot(q_flat, back_flat) - torch.dot(next_flat, back_flat) < 0:
             t_next, t = 1.0, 1.0
-        q = torch.add(p_next, step_taken, alpha=(t - 1.0) / t_next)
-        p, t = p_next, t_next
+        torch.add(p_next, back, alpha=-(t - 1.0) / t_next, out=q)
+        p, work, t = p_next, back, t_next
         if iteration % check_every == 0 or iteration == max_iter:
             u = f + lam4 * _divergence_of_dual(p)  # the loop ends only here, so this u is the result
             gap = _duality_gap(u, p, lam, dims)
