@@ -16,7 +16,6 @@ import os
 import struct
 import sys
 import tempfile
-import warnings
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -279,11 +278,10 @@ def _image_from_samples(samples: np.ndarray, fmt: str, icc: Optional[bytes], exi
 def samples_to_tensor(samples: np.ndarray) -> torch.Tensor:
     """(H, W, C) samples of an integer or float type -> (1, C, H, W) float32 in [0, 1]."""
     pixels = torch.empty(samples.shape[2], samples.shape[0], samples.shape[1], dtype=torch.float32)
-    with warnings.catch_warnings():  # decoders hand out read-only arrays; the tensor is only read from
-        warnings.simplefilter("ignore", UserWarning)
-        source = torch.from_numpy(np.ascontiguousarray(samples))
-    pixels.copy_(source.permute(2, 0, 1))  # one multi-threaded pass
-    return pixels.div_(sample_range(samples.dtype))[None]
+    # one pass, straight into the tensor's memory (decoders hand out read-only arrays, which torch will not wrap)
+    np.divide(samples.transpose(2, 0, 1), np.float32(sample_range(samples.dtype)), out=pixels.numpy(),
+              dtype=np.float32)
+    return pixels[None]
 
 
 def tensor_to_samples(pixels: torch.Tensor, dtype: np.dtype) -> np.ndarray:

@@ -241,11 +241,10 @@ def _fista_dual(f: torch.Tensor, lam: torch.Tensor, dims: tuple, max_iter: int, 
     values_per_image = f[0].numel()
     active = lam > 0
     if not bool(active.any()):
-        return f.clone(), torch.zeros(f.shape[:2] + (2,) + f.shape[2:], dtype=f.dtype, device=f.device), \
-            {"iterations": 0, "gap": [0.0] * n, "rmse_bound": [0.0] * n, "converged": True}
+        return f.clone(), _zero_dual(f), {"iterations": 0, "gap": [0.0] * n, "rmse_bound": [0.0] * n,
+                                          "converged": True}
     step = 1.0 / (8.0 * lam5.clamp_min(1e-12))
-    p = torch.zeros(f.shape[:2] + (2,) + f.shape[2:], dtype=f.dtype, device=f.device) if p_start is None \
-        else p_start.clone()
+    p = _zero_dual(f) if p_start is None else p_start.clone()
     q = p.clone()
     work = torch.zeros_like(p)  # the next iterate is built here; every buffer keeps zero boundary entries
     t = 1.0
@@ -280,6 +279,11 @@ def _fista_dual(f: torch.Tensor, lam: torch.Tensor, dims: tuple, max_iter: int, 
     gap = gap.clamp_min(0) / values_per_image
     return u, p, {"iterations": iteration, "gap": gap.tolist(), "rmse_bound": bound.tolist(),
                "converged": bool((bound <= tol).all())}
+
+
+def _zero_dual(f: torch.Tensor) -> torch.Tensor:
+    """The zero dual variable for images (N, C, H, W): (N, C, 2, H, W)."""
+    return f.new_zeros(f.shape[:2] + (2,) + f.shape[2:])
 
 
 def _duality_gap(u: torch.Tensor, p: torch.Tensor, lam: torch.Tensor, dims: tuple) -> torch.Tensor:
