@@ -6,6 +6,8 @@ Kodak24 figures are printed beside ours for orientation (they were measured on a
 
     python benchmarks/zsn2n_benchmark.py [--kodak FOLDER] [--images 1-24] [--noise gaussian:25,gaussian:50,poisson:50]
                                          [--device cpu|cuda] [--methods exact,fast,tv]
+
+A method may carry settings for zsn2n_denoise to try a variant beside the others: ``fast:iterations=1000;learning_rate=2e-3``.
 """
 from __future__ import annotations
 
@@ -24,10 +26,20 @@ from denoise_cli.zsn2n import zsn2n_denoise
 
 PAPER = {"gaussian:25": {"zsn2n": 29.07, "bm3d": 29.02}, "gaussian:50": {"zsn2n": 24.81, "bm3d": 25.51}}
 METHODS = {
-    "exact": lambda x, seed: zsn2n_denoise(x, exact=True, seed=seed)[0],
-    "fast": lambda x, seed: zsn2n_denoise(x, seed=seed)[0],
-    "tv": lambda x, seed: tv_denoise(x, "auto")[0],
+    "exact": lambda x, seed, **settings: zsn2n_denoise(x, exact=True, seed=seed, **settings)[0],
+    "fast": lambda x, seed, **settings: zsn2n_denoise(x, seed=seed, **settings)[0],
+    "tv": lambda x, seed, **settings: tv_denoise(x, "auto", **settings)[0],
 }
+
+
+def run_method(spec: str, x: torch.Tensor, seed: int) -> torch.Tensor:
+    """``name`` or ``name:key=value;...`` (numbers as numbers) applied to x."""
+    name, _, extra = spec.partition(":")
+    settings = {}
+    for item in filter(None, extra.split(";")):
+        key, _, value = item.partition("=")
+        settings[key] = float(value) if "." in value or "e" in value else int(value)
+    return METHODS[name](x, seed, **settings)
 
 
 def numbers(text: str) -> list[int]:
@@ -43,7 +55,8 @@ def main() -> None:
     parser.add_argument("--kodak", default=DEFAULT_KODAK)
     parser.add_argument("--images", default="1-24")
     parser.add_argument("--noise", default="gaussian:25,gaussian:50,poisson:50")
-    parser.add_argument("--methods", default="exact,fast,tv")
+    parser.add_argument("--methods", default="exact,fast,tv",
+                        help="comma-separated; a variant as fast:iterations=1000;learning_rate=2e-3")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -56,7 +69,7 @@ def main() -> None:
             x = noisy(clean, spec, seed=number).to(device)
             for name in methods:
                 started = time.perf_counter()
-                out = as_stored(METHODS[name](x, number).cpu(), np.uint8)
+                out = as_stored(run_method(name, x, number).cpu(), np.uint8)
                 seconds = time.perf_counter() - started
                 entry = (float(psnr(out, clean)[0]), float(ssim(out, clean).ssim[0]), seconds)
                 scores.setdefault((spec, name), []).append(entry)

@@ -39,24 +39,35 @@ def _version() -> str:
         return "unknown"
 
 
-class WeightType(click.ParamType):
-    """``auto`` or a non-negative number."""
+class AutoOr(click.ParamType):
+    """``auto`` or a number of ``kind`` (int or float) no smaller than ``minimum``."""
 
-    name = "auto|NUMBER"
+    def __init__(self, kind: type, minimum: float):
+        self.kind, self.minimum = kind, minimum
+        self.name = f"auto|{'INTEGER' if kind is int else 'NUMBER'}"
 
     def convert(self, value, param, ctx):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            number = float(value)
-        elif isinstance(value, str) and value.strip().lower() == "auto":
+        if isinstance(value, str) and value.strip().lower() == "auto":
             return "auto"
-        else:
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                self.fail(f"{value!r} is neither 'auto' nor a number", param, ctx)
-        if number < 0:
-            self.fail("the weight must be >= 0", param, ctx)
+        number = self._number(value)
+        if number is None:
+            what = "an integer" if self.kind is int else "a number"
+            self.fail(f"{value!r} is neither 'auto' nor {what}", param, ctx)
+        if number < self.minimum:
+            self.fail(f"must be 'auto' or at least {self.minimum}", param, ctx)
         return number
+
+    def _number(self, value):
+        if isinstance(value, bool):
+            return None
+        if self.kind is int:
+            if isinstance(value, int):
+                return value
+            return int(value) if isinstance(value, str) and value.strip().isdigit() else None
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            return None
 
 
 class NoiseType(click.ParamType):
@@ -227,7 +238,7 @@ def run_method(ctx: click.Context, method: Method, settings: dict, **options) ->
 
 
 @cli.command()
-@click.option("--weight", type=WeightType(), show_default=True,
+@click.option("--weight", type=AutoOr(float, 0), show_default=True,
               help="TV weight lambda for images in [0, 1] (as scikit-image's); 'auto' sets it from the estimated "
                    "noise sigma.")
 @click.option("--norm", type=click.Choice(["isotropic", "anisotropic"]), show_default=True)
@@ -246,9 +257,11 @@ def tv(ctx: click.Context, weight, norm, channels, max_iter, tol, **options) -> 
 
 
 @cli.command()
-@click.option("--iterations", type=click.IntRange(min=1), show_default=True, help="Optimiser steps.")
+@click.option("--iterations", type=AutoOr(int, 1), show_default=True,
+              help="Optimiser steps; 'auto' is the paper's 2000 with --exact, fewer cheaper ones otherwise.")
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), show_default=True)
-@click.option("--step-size", type=click.IntRange(min=1), show_default=True, help="StepLR period (steps).")
+@click.option("--step-size", type=AutoOr(int, 1), show_default=True,
+              help="StepLR period (steps); 'auto' is 3/4 of the steps (the paper's 1500 of 2000).")
 @click.option("--gamma", type=click.FloatRange(min=0, min_open=True), show_default=True, help="StepLR factor.")
 @click.option("--channels", type=click.IntRange(min=1), show_default=True, help="Network width.")
 @click.option("--exact", is_flag=True, help="The paper's procedure step for step (slower).")

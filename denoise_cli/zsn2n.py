@@ -11,20 +11,29 @@ with Adam (lr 1e-3) for 2000 steps and StepLR(1500, 0.5), as in the paper's note
 
 The default mode computes the same two terms more cheaply: D1 and D2 go through the network as one batch, and the
 consistency term is evaluated on a random crop of x (aligned to the 2x2 grid) the size of a half-image, instead of on
-all of x, which took two thirds of the work. Large images are fitted on random crops, so memory stays bounded; the
-final pass runs tile by tile with a 2-pixel halo, which the 5x5 receptive field makes exactly equal to a pass over the
-whole image (no seams).
+all of x, which took two thirds of the work; and it takes FAST_ITERATIONS steps (the learning rate halved after
+three quarters of them, as in the paper's schedule), which the benchmark shows reach the paper's quality. Large
+images are fitted on random crops, so memory stays bounded; the final pass runs tile by tile with a 2-pixel halo,
+which the 5x5 receptive field makes exactly equal to a pass over the whole image (no seams).
 """
 from __future__ import annotations
 
 import time
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 ProgressCallback = Callable[[int, int, dict], None]
+Steps = Union[int, str]  # a count, or "auto"
+#: The paper's schedule (its notebook): 2000 Adam steps, the learning rate halved after 1500.
+PAPER_ITERATIONS = 2000
+#: The default mode's steps for "auto": its cheaper steps match the paper's fit in fewer of them
+#: (benchmarks/zsn2n_benchmark.py; README.md gives the figures).
+FAST_ITERATIONS = 1200
+#: StepLR's period for "auto", as a fraction of the steps (the paper's 1500 of 2000).
+STEP_FRACTION = 0.75
 #: Largest crop side fitted per step in the default mode (bounded memory and time on large images).
 FIT_CROP = 512
 #: Tile side for the final pass; the halo is the network's receptive-field radius.
@@ -122,20 +131,30 @@ def apply_denoiser(model: nn.Module, x: torch.Tensor, tile: int = INFERENCE_TILE
     return out
 
 
-def zsn2n_denoise(x: torch.Tensor, iterations: int = 2000, learning_rate: float = 1e-3, step_size: int = 1500,
-                  gamma: float = 0.5, channels: int = 48, exact: bool = False, seed: Optional[int] = None,
-                  progress: Optional[ProgressCallback] = None) -> tuple[torch.Tensor, dict]:
+def schedule(iterations: Steps, step_size: Steps, exact: bool) -> tuple[int, int]:
+    """The (steps, StepLR period) to run: "auto" steps are the paper's 2000 with ``exact``, else FAST_ITERATIONS;
+    an "auto" period is STEP_FRACTION of the steps."""
+    steps = (PAPER_ITERATIONS if exact else FAST_ITERATIONS) if iterations == "auto" else int(iterations)
+    period = max(1, round(STEP_FRACTION * steps)) if step_size == "auto" else int(step_size)
+    if steps < 1 or period < 1:
+        raise ValueError("iterations and step_size must be at least 1")
+    return steps, period
+
+
+def zsn2n_denoise(x: torch.Tensor, iterations: Steps = "auto", learning_rate: float = 1e-3,
+                  step_size: Steps = "auto", gamma: float = 0.5, channels: int = 48, exact: bool = False,
+                  seed: Optional[int] = None, progress: Optional[ProgressCallback] = None) -> tuple[torch.Tensor, dict]:
     """Denoise each image of (N, C, H, W) in [0, 1] with its own freshly fitted ZS-N2N network.
 
-    iterations, learning_rate, step_size, gamma: Adam and StepLR settings (the paper's by default). channels: the
-    network width. exact: the paper's procedure step for step (whole image, three passes a step); otherwise the
-    faster default (see the module docstring). seed: makes the fit deterministic on the CPU.
-    Returns the denoised batch and facts: final_loss per image, iterations, mode, seconds.
+    iterations, learning_rate, step_size, gamma: Adam and StepLR settings; "auto" steps and period give the paper's
+    2000 and 1500 with ``exact`` (see ``schedule``). channels: the network width. exact: the paper's procedure step
+    for step (whole image, three passes a step); otherwise the faster default (see the module docstring).
+    seed: makes the fit deterministic on the CPU.
+    Returns the denoised batch and facts: final_loss per image, iterations, step_size, mode, seconds.
     """
     if x.dim() != 4:
         raise ValueError(f"expected (N, C, H, W), got shape {tuple(x.shape)}")
-    if iterations < 1:
-        raise ValueError("iterations must be at least 1")
+    iterations, step_size = schedule(iterations, step_size, exact)
     started = time.perf_counter()
     outputs, losses = [], []
     for index in range(x.shape[0]):
@@ -143,7 +162,7 @@ def zsn2n_denoise(x: torch.Tensor, iterations: int = 2000, learning_rate: float 
         model, loss = _fit(image, iterations, learning_rate, step_size, gamma, channels, exact, seed, progress)
         outputs.append(apply_denoiser(model, image))
         losses.append(loss)
-    facts = {"final_loss": losses, "iterations": iterations, "mode": "exact" if exact else "fast",
+    facts = {"final_loss": losses, "iterations": iterations, "step_size": step_size, "mode": "exact" if exact else "fast",
              "seconds": round(time.perf_counter() - started, 3)}
     return torch.cat(outputs).to(x.dtype), facts
 

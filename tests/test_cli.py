@@ -166,3 +166,13 @@ def test_usage_errors_exit_2(tmp_path, grass):
     assert run_cli("tv", a, b, "-o", tmp_path / "o.png").code == 2
     assert run_cli("tv", "--norm", "euclid", a).code == 2
     assert run_cli("tv").code == 2
+
+
+@pytest.mark.parametrize("option,value", [("--iterations", "0"), ("--iterations", "2.5"), ("--step-size", "many"),
+                                          ("--weight", "-1"), ("--weight", "strong")])
+def test_auto_or_number_options_refuse_other_values(tmp_path, grass, option, value):
+    source = save(tmp_path / "g.png", grass)
+    method = "tv" if option == "--weight" else "zsn2n"
+    result = run_cli(method, source, "-o", tmp_path / "o.png", option, value)
+    assert result.code == 2 and value in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "o.png").exists()

@@ -5,7 +5,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from denoise_cli.metrics import psnr
-from denoise_cli.zsn2n import ZSN2N, apply_denoiser, pad_to_even, pair_downsample, zsn2n_denoise, zsn2n_loss
+from denoise_cli.zsn2n import (FAST_ITERATIONS, ZSN2N, apply_denoiser, pad_to_even, pair_downsample, schedule,
+                               zsn2n_denoise, zsn2n_loss)
 
 
 class Constant(nn.Module):
@@ -90,3 +91,19 @@ def test_the_fit_is_deterministic_with_a_seed():
     c, _ = zsn2n_denoise(noisy, iterations=20, seed=6)
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
+
+
+def test_auto_schedule_is_the_papers_with_exact_and_scales_the_period_with_the_steps():
+    assert schedule("auto", "auto", exact=True) == (2000, 1500)
+    assert schedule("auto", "auto", exact=False) == (FAST_ITERATIONS, round(0.75 * FAST_ITERATIONS))
+    assert FAST_ITERATIONS < 2000
+    assert schedule(1000, "auto", exact=True) == (1000, 750)
+    assert schedule(100, 30, exact=False) == (100, 30)
+    with pytest.raises(ValueError):
+        schedule(0, "auto", exact=False)
+
+
+def test_the_facts_report_the_schedule_that_ran():
+    _, noisy = _noisy_blocks()
+    _, facts = zsn2n_denoise(noisy, iterations=8, seed=1)
+    assert (facts["iterations"], facts["step_size"]) == (8, 6)
