@@ -54,7 +54,7 @@ class AutoOr(click.ParamType):
             what = "an integer" if self.kind is int else "a number"
             self.fail(f"{value!r} is neither 'auto' nor {what}", param, ctx)
         if number < self.minimum:
-            self.fail(f"must be 'auto' or at least {self.minimum}", param, ctx)
+            self.fail(f"must be 'auto' or at least {self.minimum:g}, got {value!r}", param, ctx)
         return number
 
     def _number(self, value):

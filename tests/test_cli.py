@@ -174,5 +174,5 @@ def test_auto_or_number_options_refuse_other_values(tmp_path, grass, option, val
     source = save(tmp_path / "g.png", grass)
     method = "tv" if option == "--weight" else "zsn2n"
     result = run_cli(method, source, "-o", tmp_path / "o.png", option, value)
-    assert result.code == 2 and value in result.stderr and "Traceback" not in result.stderr
+    assert result.code == 2 and repr(value) in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "o.png").exists()
