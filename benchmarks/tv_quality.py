@@ -70,7 +70,7 @@ def main() -> None:
         print(f"kodim{number:02d} done", flush=True)
     rows = []
     for sigma in SIGMAS:
-        peer = statistics.mean(b for _, b in results.get(("skimage", sigma), [(math.nan, math.nan)]))
+        peer = math.nan if args.skip_peer else statistics.mean(b for _, b in results[("skimage", sigma)])
         for mode in modes:
             pairs = results[(mode, sigma)]
             auto = statistics.mean(a for a, _ in pairs)
