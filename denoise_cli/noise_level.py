@@ -4,16 +4,21 @@ The estimator is Chen, Zhu & Heng's statistic on patch principal components ("An
 image noise level estimation", ICCV 2015): the covariance of all 7x7 patches (all channels together) has, for white
 noise of variance s^2 on top of a natural image, a tail of eigenvalues that are s^2 plus a sample-size spread; the
 largest set of smallest eigenvalues whose mean is also their median is taken as that tail and its mean as s^2. Unlike
-the median absolute deviation of fine wavelet coefficients it is not fooled by texture. On the 24 Kodak 256x256 crops
-(8-bit, clipped) its mean error is +0.06 / -0.20 / -0.74 / -4.0 at sigma 5 / 15 / 25 / 50, against +1.9 / +0.8 / 0.0 /
--3.8 for the Haar MAD, whose single-image errors reach +6.9 at sigma 5 where texture dominates the finest band;
-the larger readings low at 25 and 50 are crops with many clipped pixels (below).
+the median absolute deviation of fine wavelet coefficients it is not fooled by texture. On unclipped float images
+(the 24 Kodak 256x256 crops) its mean error is -0.01 / +0.01 / -0.07 at sigma 15 / 25 / 50.
 
 Clipping: noise on an 8-bit file is clipped at 0 and 255, and clipped pixels vary less. Patches holding a clipped
 value (exactly 0 or 1) are left out when at least half of all patches are free of them; otherwise (strong noise over
-dark or bright areas) every patch counts and the estimate is the lower, effective noise level of the clipped data.
+dark or bright areas) every patch counts, and the statistic reads the lower, *effective* noise of the clipped data
+(on the Kodak crops, 8-bit and clipped: -0.2 / -0.7 / -4.0 on average at sigma 15 / 25 / 50, -13 on the worst).
+:func:`estimate_noise` also returns the *underlying* sigma of the Gaussian before clipping: the sigma at which the
+clipped-Gaussian standard deviation, averaged in variance over the same patches (each at its own mean value), equals
+the effective reading (mean error -0.1 / -0.3 / -0.7 at sigma 15 / 25 / 50 on those crops, -3.7 on the worst).
 """
 from __future__ import annotations
+
+import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -23,29 +28,55 @@ PATCH = 7
 MAX_PATCHES = 1 << 16
 #: Leave out patches with clipped values when at least this fraction of patches has none.
 MIN_UNCLIPPED_FRACTION = 0.5
+#: Bisection steps for the underlying sigma: a bracket of [effective, 4 x effective] narrowed to 5e-5 of it.
+_BISECTION_STEPS = 16
+
+
+class NoiseLevel(NamedTuple):
+    """Per-image noise sigmas (N,), float64 on the CPU, in the units of the image: ``effective`` is what the clipped
+    data show; ``underlying`` is the Gaussian's sigma before clipping (equal to it when nothing is near 0 or 1)."""
+
+    effective: torch.Tensor
+    underlying: torch.Tensor
 
 
 def estimate_sigma(x: torch.Tensor) -> torch.Tensor:
-    """Noise sigma of each image of (N, C, H, W) in [0, 1], in the same units: shape (N,), float64 on the CPU.
+    """The effective noise sigma of each image of (N, C, H, W) in [0, 1] (see :func:`estimate_noise`): (N,)."""
+    return estimate_noise(x).effective
+
+
+def estimate_noise(x: torch.Tensor) -> NoiseLevel:
+    """Effective and underlying noise sigma of each image of (N, C, H, W) in [0, 1], in the same units.
 
     Images smaller than the 7x7 patch raise ValueError.
     """
     if x.dim() != 4:
         raise ValueError(f"expected (N, C, H, W), got shape {tuple(x.shape)}")
-    n, _, h, w = x.shape
+    n, channels, h, w = x.shape
     if h < PATCH or w < PATCH:
         raise ValueError(f"cannot estimate noise on a {h}x{w} image (needs {PATCH}x{PATCH})")
     positions = (h - PATCH + 1) * (w - PATCH + 1)
     stride = max(1, int((positions / MAX_PATCHES) ** 0.5 + 0.999))
-    return torch.stack([_pca_sigma(F.unfold(image[None].float(), PATCH, stride=stride)[0]) for image in x])
+    effective, underlying = [], []
+    for image in x:
+        patches = _chosen_patches(F.unfold(image[None].float(), PATCH, stride=stride)[0])
+        sigma = _pca_sigma(patches)
+        patch_means = patches.view(channels, PATCH * PATCH, -1).mean(dim=1)  # (C, L): each channel's level
+        effective.append(sigma)
+        underlying.append(_unclipped_sigma(sigma, patch_means))
+    return NoiseLevel(torch.stack(effective), torch.stack(underlying))
 
 
-def _pca_sigma(patches: torch.Tensor) -> torch.Tensor:
-    """Chen et al.'s estimate from patches (D, L) (one column per patch): a float64 scalar."""
+def _chosen_patches(patches: torch.Tensor) -> torch.Tensor:
+    """The patches (D, L) the estimate uses, as float64 on the CPU (which MPS lacks): see the module's note."""
     unclipped = ((patches > 0) & (patches < 1)).all(dim=0)
     if float(unclipped.double().mean()) >= MIN_UNCLIPPED_FRACTION:
         patches = patches[:, unclipped]
-    patches = patches.cpu().double()  # float64 (which MPS lacks) for a covariance of up to 65536 patches
+    return patches.cpu().double()
+
+
+def _pca_sigma(patches: torch.Tensor) -> torch.Tensor:
+    """Chen et al.'s estimate from float64 patches (D, L) (one column per patch): a float64 scalar."""
     patches = patches - patches.mean(dim=1, keepdim=True)
     eigenvalues = torch.linalg.eigvalsh(patches @ patches.T / max(patches.shape[1] - 1, 1))  # ascending
     for count in range(eigenvalues.numel(), 0, -1):
@@ -54,3 +85,45 @@ def _pca_sigma(patches: torch.Tensor) -> torch.Tensor:
         if int((tail > tail_mean).sum()) == int((tail < tail_mean).sum()):
             break
     return tail_mean.clamp_min(0).sqrt()
+
+
+def clipped_gaussian_moments(x: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard deviation of clip(x + sigma * z, 0, 1), z standard normal, for each value of ``x``
+    (float64, any shape; sigma > 0)."""
+    low, high = -x / sigma, (1 - x) / sigma
+    cdf_low, cdf_high = torch.special.ndtr(low), torch.special.ndtr(high)
+    pdf_low, pdf_high = [torch.exp(-0.5 * t * t) / math.sqrt(2 * math.pi) for t in (low, high)]
+    inside, above = cdf_high - cdf_low, 1 - cdf_high
+    mean = above + x * inside + sigma * (pdf_low - pdf_high)
+    second = (above + x * x * inside + 2 * x * sigma * (pdf_low - pdf_high)
+              + sigma * sigma * (inside + low * pdf_low - high * pdf_high))
+    return mean, (second - mean * mean).clamp_min(0).sqrt()
+
+
+def clipped_sigma_at_mean(mean: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Standard deviation of clipped Gaussian noise of ``sigma`` at pixels whose expected (clipped) value is ``mean``
+    (float64, any shape), by inverting the mean over clean values from -4 sigma to 1 + 4 sigma (beyond [0, 1], so
+    that a flat 0 or 1, a blown highlight, reads as noiseless)."""
+    grid = torch.linspace(-4 * sigma, 1 + 4 * sigma, 4097, dtype=torch.float64)
+    grid_mean, grid_std = clipped_gaussian_moments(grid, sigma)  # grid_mean increases with grid
+    flat = mean.double().flatten().clamp(float(grid_mean[0]), float(grid_mean[-1]))
+    upper = torch.searchsorted(grid_mean, flat).clamp(1, grid.numel() - 1)
+    below, above = grid_mean[upper - 1], grid_mean[upper]
+    t = ((flat - below) / (above - below).clamp_min(1e-300)).clamp(0, 1)
+    return torch.lerp(grid_std[upper - 1], grid_std[upper], t).view_as(mean)
+
+
+def _unclipped_sigma(effective: torch.Tensor, patch_means: torch.Tensor) -> torch.Tensor:
+    """The sigma whose clipped noise, averaged in variance over patches at the levels ``patch_means``, has the
+    ``effective`` sigma (the clipped variance grows with sigma, so bisection finds it): a float64 scalar."""
+    target = float(effective)
+    if target <= 0:
+        return effective
+    low, high = target, 4 * target
+    for _ in range(_BISECTION_STEPS):
+        middle = 0.5 * (low + high)
+        if float(clipped_sigma_at_mean(patch_means, middle).pow(2).mean()) < target ** 2:
+            low = middle
+        else:
+            high = middle
+    return torch.tensor(0.5 * (low + high), dtype=torch.float64)

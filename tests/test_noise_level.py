@@ -4,7 +4,8 @@ import pytest
 import torch
 from PIL import Image
 
-from denoise_cli.noise_level import estimate_sigma
+from denoise_cli.noise_level import (clipped_gaussian_moments, clipped_sigma_at_mean, estimate_noise,
+                                     estimate_sigma)
 
 from .conftest import SAMPLES
 
@@ -48,3 +49,30 @@ def test_clean_image_reads_near_zero_and_tiny_images_are_refused():
     assert float(estimate_sigma(clean.permute(2, 0, 1)[None].float())[0]) * 255 < 2.0
     with pytest.raises(ValueError, match="cannot estimate"):
         estimate_sigma(torch.rand(1, 1, 5, 40))
+
+
+@pytest.mark.parametrize("clean_value, sigma", [(0.02, 0.2), (0.5, 0.2), (0.97, 0.1), (0.3, 0.05)])
+def test_clipped_gaussian_moments_match_sampling(clean_value, sigma):
+    samples = np.clip(clean_value + sigma * np.random.default_rng(0).standard_normal(2_000_000), 0, 1)
+    mean, std = clipped_gaussian_moments(torch.tensor([clean_value], dtype=torch.float64), sigma)
+    assert float(mean[0]) == pytest.approx(samples.mean(), abs=3e-4)
+    assert float(std[0]) == pytest.approx(samples.std(), abs=3e-4)
+    # and the inverse: the std at the expected value of that clean value
+    assert float(clipped_sigma_at_mean(mean, sigma)[0]) == pytest.approx(float(std[0]), rel=1e-3)
+
+
+def test_underlying_sigma_sees_through_heavy_clipping():
+    # a photo with most of its area near white, noise sigma 40 on the 0-255 scale, clipped and rounded like a file
+    clean = np.asarray(Image.open(SAMPLES / "retina.png").convert("L"))[100:356, 100:356].astype(np.float64)
+    clean = 245 + clean / 255 * 10
+    clean[:, :96] = np.linspace(60, 200, 256)[:, None]
+    noise = estimate_noise(_noisy(clean, 40, seed=3))
+    effective, underlying = float(noise.effective[0]) * 255, float(noise.underlying[0]) * 255
+    assert effective < 0.85 * 40  # clipping hides a good part of the noise ...
+    assert underlying == pytest.approx(40, rel=0.06)  # ... which the clipped-Gaussian model recovers
+
+
+def test_underlying_equals_effective_away_from_the_bounds():
+    flat = np.full((200, 200), 128.0)
+    noise = estimate_noise(_noisy(flat, 10, seed=4, clip=False))
+    assert float(noise.underlying[0]) == pytest.approx(float(noise.effective[0]), rel=1e-3)

@@ -7,8 +7,10 @@ from skimage.restoration import denoise_tv_chambolle
 
 from denoise_cli.imageio import as_stored
 from denoise_cli.metrics import psnr
+from denoise_cli.noise_level import estimate_noise
 from denoise_cli.sure import golden_max
-from denoise_cli.tv import _divergence_of_dual, auto_weight, divergence, gradient, total_variation, tv_denoise
+from denoise_cli.tv import (SURE_MIN_SIGMA_FRACTION, _divergence_of_dual, auto_weight, divergence, gradient,
+                            total_variation, tv_denoise)
 
 from .conftest import SAMPLES, noisy_copy
 
@@ -176,7 +178,8 @@ def test_auto_weight_is_the_same_for_gray_in_both_channel_modes(grass):
 
 @pytest.mark.parametrize("sigma", [15, 25])
 def test_auto_weight_lands_near_the_psnr_best_weight(sigma):
-    # (at sigma 40 this crop has 10% clipped pixels, which SURE's Gaussian model does not cover: 0.46 dB short)
+    # (at sigma 40 this crop has 10% clipped pixels, which SURE's Gaussian model does not cover: 0.46 dB short;
+    # its effective sigma is 0.93 of the underlying one, above the floor of the test below)
     clean = _to_tensor(np.asarray(Image.open(SAMPLES / "retina.png"))[60:252, 80:272])
     noisy = _to_tensor(noisy_copy(np.asarray(Image.open(SAMPLES / "retina.png"))[60:252, 80:272], sigma, seed=4))
     auto, facts = tv_denoise(noisy, "auto", tol=1e-3)
@@ -187,6 +190,25 @@ def test_auto_weight_lands_near_the_psnr_best_weight(sigma):
 
     _, best = golden_max(score, 0.3 * weight, 3 * weight, rel_tol=0.01)
     assert float(psnr(as_stored(auto, np.uint8), clean)[0]) > best - 0.1
+
+
+def test_auto_weight_is_not_fooled_by_a_mostly_clipped_image():
+    # near-white paper with a grey ramp: at sigma 40, clipping at 255 hides a fifth of the noise from the estimate;
+    # taken at face value, SURE picks half the best lambda (2.1 dB short); the floor on its sigma keeps it near
+    texture = np.asarray(Image.open(SAMPLES / "retina.png").convert("L"))[100:356, 100:356] / 255 * 10
+    clean = (245 + texture).astype(np.uint8)
+    clean[:, :96] = np.linspace(60, 200, 256)[:, None]
+    noisy = _to_tensor(noisy_copy(clean, 40, seed=3))
+    noise = estimate_noise(noisy)
+    auto, facts = tv_denoise(noisy, "auto", tol=1e-3)
+    assert float(noise.effective[0]) < SURE_MIN_SIGMA_FRACTION * float(noise.underlying[0])
+    assert facts["sigma"][0] == pytest.approx(SURE_MIN_SIGMA_FRACTION * float(noise.underlying[0]))
+
+    def score(lam: float) -> float:
+        return float(psnr(as_stored(tv_denoise(noisy, lam, tol=1e-3)[0], np.uint8), _to_tensor(clean))[0])
+
+    _, best = golden_max(score, 0.5 * facts["weight"][0], 3 * facts["weight"][0], rel_tol=0.01)
+    assert score(facts["weight"][0]) > best - 0.25
 
 
 def test_auto_weight_follows_the_noise_level(retina):
