@@ -70,8 +70,13 @@ def test_ssim_is_symmetric_and_batched():
     assert float(batch[1]) == 1.0
 
 
-def test_ssim_map_equals_scikit_image_full_map_on_the_valid_region():
-    a, b = _pair("rgb", np.uint8)  # 290x280 outputs: the last tile of each row and column overlaps the one before
+@pytest.mark.parametrize("tile", [None, (64, 96)])
+def test_ssim_map_equals_scikit_image_full_map_on_the_valid_region(tile, monkeypatch):
+    """290x280 outputs: with the default tile, three rows of tiles and one column wider than the image (its extra
+    columns dropped); with 64x96 tiles, the last tile of each row and column overlaps the one before."""
+    if tile:
+        monkeypatch.setattr(metrics, "_CPU_TILE", tile)
+    a, b = _pair("rgb", np.uint8)
     result = metrics.ssim(_tensor(a), _tensor(b), data_range=1.0, with_map=True)
     assert result.map.shape == (1, 3, a.shape[0] - 10, a.shape[1] - 10)
     _, expected = structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
@@ -83,6 +88,16 @@ def test_ssim_map_equals_scikit_image_full_map_on_the_valid_region():
     assert np.abs(ours - expected[5:-5, 5:-5]).mean() < 1e-6
     assert float(result.map.double().mean()) == pytest.approx(float(result.ssim[0]), abs=1e-9)
     assert metrics.ssim(_tensor(a), _tensor(b)).map is None
+
+
+@pytest.mark.parametrize("shape", [(11, 11), (13, 40), (40, 13), (21, 27)])
+def test_ssim_on_images_barely_larger_than_the_window(shape):
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    b = np.clip(a + rng.normal(0, 30, a.shape), 0, 255).astype(np.uint8)
+    expected = structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                     data_range=255, channel_axis=-1)
+    assert float(metrics.ssim(_tensor(a), _tensor(b)).ssim[0]) == pytest.approx(expected, abs=1e-6)
 
 
 def test_ssim_rejects_images_smaller_than_the_window():
