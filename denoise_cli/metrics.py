@@ -159,6 +159,8 @@ def _ssim_sums(x: torch.Tensor, y: torch.Tensor, data_range: float, window: torc
     size = window.numel()
     if h < size or w < size:
         raise ValueError(f"images of {h}x{w} are smaller than the {size}x{size} SSIM window")
+    if not x.is_floating_point():  # integer samples: s and d would wrap around
+        x, y = x.float(), y.float()
     halo = size - 1
     vertical, horizontal = _lane_kernels(window.float())
     overhang = (horizontal.shape[-1] - 1) * _LANES

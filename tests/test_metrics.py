@@ -70,6 +70,13 @@ def test_ssim_is_symmetric_and_batched():
     assert float(batch[1]) == 1.0
 
 
+def test_ssim_of_integer_tensors_equals_that_of_their_float_values():
+    a, b = _pair("rgb", np.uint8)
+    x, y = torch.from_numpy(a).permute(2, 0, 1)[None], torch.from_numpy(b).permute(2, 0, 1)[None]
+    expected = float(metrics.ssim(x.float(), y.float(), data_range=255).ssim[0])
+    assert float(metrics.ssim(x, y, data_range=255).ssim[0]) == pytest.approx(expected, abs=1e-12)
+
+
 @pytest.mark.parametrize("tile", [None, (64, 96)])
 def test_ssim_map_equals_scikit_image_full_map_on_the_valid_region(tile, monkeypatch):
     """290x280 outputs: with the default tile, three rows of tiles and one column wider than the image (its extra
