@@ -175,11 +175,12 @@ def _ssim_sums(x: torch.Tensor, y: torch.Tensor, data_range: float, window: torc
                                device=x.device).view(2, 1, 1, 1)
     ssim_sum = torch.zeros(n, dtype=torch.float64, device=x.device)
     cs_sum = torch.zeros_like(ssim_sum)
+    rows, cols = _tile_starts(out_h, tile_h), _tile_starts(out_w, tile_w)
     for image in range(n):
-        for top, keep_top in _tile_starts(out_h, tile_h):
-            for left, keep_left in _tile_starts(out_w, tile_w):
-                rows, cols = slice(top, top + tile_h + halo), slice(left, left + filled)
-                shift = _fill_moments(region, x[image, :, rows, cols], y[image, :, rows, cols])
+        for top, keep_top in rows:
+            for left, keep_left in cols:
+                in_rows, in_cols = slice(top, top + tile_h + halo), slice(left, left + filled)
+                shift = _fill_moments(region, x[image, :, in_rows, in_cols], y[image, :, in_rows, in_cols])
                 moments = _blur_valid(buffer, vertical, horizontal)
                 moments = moments[:, keep_top:, keep_left:out_w - left]
                 local_ssim, contrast_structure = _ssim_terms(moments, shift, stabilisers)
