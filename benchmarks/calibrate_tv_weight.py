@@ -2,7 +2,7 @@
 
 Protocol: Kodak24 images 1-12 (calibration set; 13-24 are kept for the check in tv_quality.py), 256x256 centre
 crops, Gaussian sigma 15, 25 and 50 on the 0-255 scale, noisy images stored as 8-bit, sigma_hat from
-denoise_cli.noise_level.estimate_sigma. Every case is solved for lambda = k * sigma_hat over a geometric grid of k (ratio
+denoise_cli.methods.noise_level.estimate_sigma. Every case is solved for lambda = k * sigma_hat over a geometric grid of k (ratio
 1.1, 0.5 to 1.73); k is the grid value with the best mean PSNR over all cases, refined by a parabola through it and its
 neighbours. The table also gives, per sigma, the median of each case's best k (does one slope fit every noise level?).
 
@@ -17,9 +17,9 @@ import time
 import torch
 
 from common import DEFAULT_KODAK, add_modes_option, kodak_paths, load_crop, noisy, print_table
-from denoise_cli.metrics import psnr
-from denoise_cli.noise_level import estimate_sigma
-from denoise_cli.tv import tv_denoise
+from denoise_cli.core.metrics import psnr
+from denoise_cli.methods.noise_level import estimate_sigma
+from denoise_cli.methods.tv import tv_denoise
 
 SIGMAS = (15, 25, 50)
 MODES = [(n, c) for n in ("isotropic", "anisotropic") for c in ("coupled", "separate")]

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from denoise_cli.imageio import as_stored, samples_to_tensor
-from denoise_cli.noise import NoiseSpec, add_noise
-from denoise_cli.sure import golden_max
+from denoise_cli.core.imageio import as_stored, samples_to_tensor
+from denoise_cli.core.noise import NoiseSpec, add_noise
+from denoise_cli.methods.sure import golden_max
 
 __all__ = ["DEFAULT_KODAK", "add_modes_option", "golden_max", "kodak_paths", "load_crop", "noisy", "print_table"]
 

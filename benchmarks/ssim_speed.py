@@ -23,8 +23,8 @@ from PIL import Image
 from skimage.metrics import structural_similarity
 
 from common import DEFAULT_KODAK, kodak_paths, print_table
-from denoise_cli.imageio import samples_to_tensor
-from denoise_cli.metrics import ssim
+from denoise_cli.core.imageio import samples_to_tensor
+from denoise_cli.core.metrics import ssim
 
 SKIMAGE_SCRIPT = ("import sys, numpy as np; from PIL import Image; "
                   "from skimage.metrics import structural_similarity as s; "

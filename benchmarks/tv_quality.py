@@ -22,9 +22,9 @@ import torch
 from skimage.restoration import denoise_tv_chambolle
 
 from common import DEFAULT_KODAK, add_modes_option, golden_max, kodak_paths, load_crop, noisy, print_table
-from denoise_cli.imageio import as_stored
-from denoise_cli.metrics import psnr
-from denoise_cli.tv import tv_denoise
+from denoise_cli.core.imageio import as_stored
+from denoise_cli.core.metrics import psnr
+from denoise_cli.methods.tv import tv_denoise
 
 SIGMAS = (15, 25, 50)
 TOL = 1e-3

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from skimage.restoration import denoise_tv_chambolle
 
 from common import DEFAULT_KODAK, kodak_paths, load_crop, noisy, print_table
-from denoise_cli.tv import auto_weight, tv_denoise
+from denoise_cli.methods.tv import auto_weight, tv_denoise
 
 TARGET = 0.1 / 255
 

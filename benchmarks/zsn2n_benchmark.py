@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from common import DEFAULT_KODAK, kodak_paths, load_crop, noisy, print_table
-from denoise_cli.imageio import as_stored
-from denoise_cli.metrics import psnr, ssim
-from denoise_cli.tv import tv_denoise
-from denoise_cli.zsn2n import zsn2n_denoise
+from denoise_cli.core.imageio import as_stored
+from denoise_cli.core.metrics import psnr, ssim
+from denoise_cli.methods.tv import tv_denoise
+from denoise_cli.methods.zsn2n import zsn2n_denoise
 
 PAPER = {"gaussian:25": {"zsn2n": 29.07, "bm3d": 29.02}, "gaussian:50": {"zsn2n": 24.81, "bm3d": 25.51}}
 METHODS = {

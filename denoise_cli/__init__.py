@@ -11,14 +11,14 @@ import gc
 # goes from 1.5-1.8 s to 1.4 s.
 _collecting = gc.isenabled()
 gc.disable()
-from .device import resolve_device
-from .errors import DenoiseError
-from .imageio import Image, read_image, write_image
-from .metrics import ms_ssim, psnr, ssim
-from .noise import add_noise, parse_noise
-from .noise_level import estimate_sigma
-from .tv import total_variation, tv_denoise
-from .zsn2n import ZSN2N, zsn2n_denoise
+from .core.device import resolve_device
+from .core.errors import DenoiseError
+from .core.imageio import Image, read_image, write_image
+from .core.metrics import ms_ssim, psnr, ssim
+from .core.noise import add_noise, parse_noise
+from .methods.noise_level import estimate_sigma
+from .methods.tv import total_variation, tv_denoise
+from .methods.zsn2n import ZSN2N, zsn2n_denoise
 
 gc.freeze()
 if _collecting:

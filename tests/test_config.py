@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from denoise_cli import cli as cli_module
-from denoise_cli.config import builtin_config
-from denoise_cli.tv import tv_denoise
-from denoise_cli.zsn2n import zsn2n_denoise
+from denoise_cli.interfaces import cli as cli_module
+from denoise_cli.interfaces.config import builtin_config
+from denoise_cli.methods.tv import tv_denoise
+from denoise_cli.methods.zsn2n import zsn2n_denoise
 
 from .conftest import ROOT, SAMPLES, run_cli
 

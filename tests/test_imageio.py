@@ -10,8 +10,8 @@ import tifffile
 from PIL import Image as PILImage
 from PIL import ImageCms, ImageOps
 
-from denoise_cli import imageio
-from denoise_cli.errors import DenoiseError
+from denoise_cli.core import imageio
+from denoise_cli.core.errors import DenoiseError
 
 
 def _samples(shape, dtype, seed=0):

@@ -7,8 +7,8 @@ from scipy.ndimage import gaussian_filter
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from denoise_cli import metrics
-from denoise_cli.imageio import samples_to_tensor
+from denoise_cli.core import metrics
+from denoise_cli.core.imageio import samples_to_tensor
 
 from .conftest import SAMPLES
 

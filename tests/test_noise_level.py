@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from denoise_cli.noise_level import (clipped_gaussian_moments, clipped_sigma_at_mean, estimate_noise,
+from denoise_cli.methods.noise_level import (clipped_gaussian_moments, clipped_sigma_at_mean, estimate_noise,
                                      estimate_sigma)
 
 from .conftest import SAMPLES

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from denoise_cli.sure import golden_max, mc_sure, sure_parameter
+from denoise_cli.methods.sure import golden_max, mc_sure, sure_parameter
 
 from .conftest import SAMPLES
 

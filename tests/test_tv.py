@@ -5,11 +5,11 @@ import torch
 from PIL import Image
 from skimage.restoration import denoise_tv_chambolle
 
-from denoise_cli.imageio import as_stored
-from denoise_cli.metrics import psnr
-from denoise_cli.noise_level import estimate_noise
-from denoise_cli.sure import golden_max
-from denoise_cli.tv import (SURE_MIN_SIGMA_FRACTION, _divergence_of_dual, auto_weight, divergence, gradient,
+from denoise_cli.core.imageio import as_stored
+from denoise_cli.core.metrics import psnr
+from denoise_cli.methods.noise_level import estimate_noise
+from denoise_cli.methods.sure import golden_max
+from denoise_cli.methods.tv import (SURE_MIN_SIGMA_FRACTION, _divergence_of_dual, auto_weight, divergence, gradient,
                             total_variation, tv_denoise)
 
 from .conftest import SAMPLES, noisy_copy

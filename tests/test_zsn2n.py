@@ -4,8 +4,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from denoise_cli.metrics import psnr
-from denoise_cli.zsn2n import (FAST_ITERATIONS, ZSN2N, apply_denoiser, pad_to_even, pair_downsample, schedule,
+from denoise_cli.core.metrics import psnr
+from denoise_cli.methods.zsn2n import (FAST_ITERATIONS, ZSN2N, apply_denoiser, pad_to_even, pair_downsample, schedule,
                                zsn2n_denoise, zsn2n_loss)
 
 

@@ -12,8 +12,8 @@ import math
 from pathlib import Path
 from typing import Sequence
 
-from .errors import DenoiseError, UsageError
-from .imageio import write_bytes_atomic
+from ..core.errors import DenoiseError, UsageError
+from ..core.imageio import write_bytes_atomic
 
 SCORE_FIELDS = ("psnr_in", "ssim_in", "psnr_out", "ssim_out")
 ROW_FIELDS = ("input", "output", "reference", "method", "status", "error", "device", "noise", "seconds",

@@ -15,14 +15,14 @@ from typing import Any, Optional
 
 import click
 
-from .errors import UsageError
+from ..core.errors import UsageError
 
 COMMON = "common"
 
 
 def builtin_config() -> dict:
     """The config.json shipped with the package (the top-level config.json of the source tree)."""
-    text = resources.files(__package__).joinpath("config.json").read_text(encoding="utf-8")
+    text = resources.files("denoise_cli").joinpath("config.json").read_text(encoding="utf-8")
     return json.loads(text)
 
 

@@ -15,14 +15,14 @@ from typing import Optional
 import click
 from tqdm import tqdm
 
-from .compare import compare_files, compare_folders
+from ..batch.compare import compare_files, compare_folders
 from .config import Defaults, load_defaults
-from .device import DEVICE_CHOICES, resolve_device
-from .errors import DenoiseError, UsageError
-from .methods import METHODS, Method
-from .noise import parse_noise
-from .report import check_report_path, summarize, write_report
-from .runner import Events, Job, RunOptions, plan_jobs, run_batch
+from ..core.device import DEVICE_CHOICES, resolve_device
+from ..core.errors import DenoiseError, UsageError
+from ..methods import METHODS, Method
+from ..core.noise import parse_noise
+from ..batch.report import check_report_path, summarize, write_report
+from ..batch.runner import Events, Job, RunOptions, plan_jobs, run_batch
 
 
 class ExitStatus(enum.IntEnum):

@@ -22,12 +22,12 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from . import imageio
-from .errors import DenoiseError, UsageError
-from .imageio import STDIO, Image
-from .methods import Method
-from .metrics import WINDOW_SIZE, psnr, ssim
-from .noise import NoiseSpec, add_noise
+from ..core import imageio
+from ..core.errors import DenoiseError, UsageError
+from ..core.imageio import STDIO, Image
+from ..methods import Method
+from ..core.metrics import WINDOW_SIZE, psnr, ssim
+from ..core.noise import NoiseSpec, add_noise
 
 #: Stem endings of this tool's outputs, ignored when an input is paired with its reference.
 OUTPUT_MARKERS = (".denoised", ".noisy")

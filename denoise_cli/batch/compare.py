@@ -8,9 +8,9 @@ from typing import Optional
 import numpy as np
 import torch
 
-from . import imageio, metrics
-from .errors import DenoiseError
-from .imageio import Image
+from ..core import imageio, metrics
+from ..core.errors import DenoiseError
+from ..core.imageio import Image
 from .runner import scan_folder
 
 #: The SSIM convention, as recorded in --json output.
