@@ -17,7 +17,8 @@ from .core.imageio import Image, read_image, write_image
 from .core.metrics import ms_ssim, psnr, ssim
 from .core.noise import add_noise, parse_noise
 from .methods.noise_level import estimate_sigma
-from .methods.tv import total_variation, tv_denoise
+from .methods.operators import total_variation
+from .methods.tv import tv_denoise
 from .methods.zsn2n import ZSN2N, zsn2n_denoise
 
 gc.freeze()

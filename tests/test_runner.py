@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from denoise_cli.methods import METHODS
-from denoise_cli.batch.runner import RunOptions, plan_jobs, run_batch
+from denoise_cli.batch.jobs import plan_jobs
+from denoise_cli.batch.runner import RunOptions, run_batch
 
 from .conftest import SAMPLES, noisy_copy, run_cli, run_subprocess, save
 

@@ -9,8 +9,8 @@ from denoise_cli.core.imageio import as_stored
 from denoise_cli.core.metrics import psnr
 from denoise_cli.methods.noise_level import estimate_noise
 from denoise_cli.methods.sure import golden_max
-from denoise_cli.methods.tv import (SURE_MIN_SIGMA_FRACTION, _divergence_of_dual, auto_weight, divergence, gradient,
-                            total_variation, tv_denoise)
+from denoise_cli.methods.operators import divergence, divergence_of_dual, gradient, total_variation
+from denoise_cli.methods.tv import SURE_MIN_SIGMA_FRACTION, auto_weight, tv_denoise
 
 from .conftest import SAMPLES, noisy_copy
 
@@ -85,7 +85,7 @@ def test_fast_divergence_equals_divergence_on_dual_iterates():
     p = torch.randn(1, 3, 2, 6, 5, generator=generator)
     p[:, :, 0, -1] = 0  # the solver's iterates: no vertical entry in the last row, no horizontal in the last column
     p[:, :, 1, :, -1] = 0
-    assert torch.allclose(_divergence_of_dual(p), divergence(p))
+    assert torch.allclose(divergence_of_dual(p), divergence(p))
 
 
 def test_total_variation_by_hand():

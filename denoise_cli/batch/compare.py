@@ -11,7 +11,7 @@ import torch
 from ..core import imageio, metrics
 from ..core.errors import DenoiseError
 from ..core.imageio import Image
-from .runner import scan_folder
+from .jobs import scan_folder
 
 #: The SSIM convention, as recorded in --json output.
 SSIM_SETTINGS = {

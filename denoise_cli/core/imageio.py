@@ -5,13 +5,11 @@ values in [0, 1] (the file's sample range mapped onto [0, 1]). Everything else t
 not touch travels beside it in :class:`Image`: the alpha channel (raw samples), the sample type (uint8, uint16,
 float32), the format, the ICC profile and the EXIF block. Writing puts all of it back, so a round trip is bit-exact.
 
-Readers: Pillow for 8-bit files of every format and 16-bit gray; pypng for 16-bit PNG (Pillow truncates 16-bit RGB and
-RGBA PNG to 8 bits); tifffile for TIFF (16-bit RGB and float32 TIFF). EXIF orientation is applied on read. Writes go
+The format-specific work is in :mod:`.codecs`. EXIF orientation is applied on read. Writes go
 to a temporary file in the target folder and are renamed into place, so a crash never leaves a partial file.
 """
 from __future__ import annotations
 
-import io
 import os
 import struct
 import sys
@@ -19,15 +17,15 @@ import tempfile
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Optional, Union
 
 import numpy as np
 import png
 import tifffile
 import torch
-from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
+from . import codecs
 from .errors import DenoiseError
 
 PathLike = Union[str, Path]
@@ -37,11 +35,6 @@ MAX_PIXELS = 1 << 28
 #: File name suffixes we read and write, and the format each stands for.
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP",
            ".webp": "WEBP"}
-_EXIF_ORIENTATION = 0x0112
-_TIFF_ORIENTATION = 274
-_TIFF_ICC = 34675
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
 @dataclass(frozen=True)
@@ -112,12 +105,12 @@ def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXEL
     if not data:
         raise DenoiseError(f"{name}: empty file (0 bytes)")
     try:
-        if data[:4] in _TIFF_SIGNATURES:
-            samples, fmt, icc, exif, orientation = _decode_tiff(data, name, max_pixels)
-        elif data[:8] == _PNG_SIGNATURE and len(data) > 24 and data[24] == 16:  # IHDR bit depth byte
-            samples, fmt, icc, exif, orientation = _decode_png16(data, name, max_pixels)
+        if data[:4] in codecs.TIFF_SIGNATURES:
+            samples, fmt, icc, exif, orientation = codecs.decode_tiff(data, name, max_pixels)
+        elif data[:8] == codecs.PNG_SIGNATURE and len(data) > 24 and data[24] == 16:  # IHDR bit depth byte
+            samples, fmt, icc, exif, orientation = codecs.decode_png16(data, name, max_pixels)
         else:
-            samples, fmt, icc, exif, orientation = _decode_pillow(data, name, max_pixels)
+            samples, fmt, icc, exif, orientation = codecs.decode_pillow(data, name, max_pixels)
     except DenoiseError:
         raise
     except UnidentifiedImageError:
@@ -134,122 +127,6 @@ def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXEL
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
-
-
-def _check_size(name: str, width: int, height: int, max_pixels: int) -> None:
-    if width * height > max_pixels:
-        raise DenoiseError(f"{name}: {width}x{height} pixels exceeds the limit of {max_pixels} pixels "
-                           "(possible decompression bomb)")
-
-
-def _decode_pillow(data: bytes, name: str, max_pixels: int):
-    """8-bit images of every format, 16-bit gray, float32 ('F'), via Pillow."""
-    with PILImage.open(io.BytesIO(data)) as img:
-        _check_size(name, img.width, img.height, max_pixels)
-        img.load()
-        fmt = img.format or "PNG"
-        exif = img.getexif()
-        orientation = int(exif.get(_EXIF_ORIENTATION, 1) or 1)
-        icc = img.info.get("icc_profile") or None
-        samples = _pillow_samples(img, name)
-    if _EXIF_ORIENTATION in exif:
-        exif[_EXIF_ORIENTATION] = 1  # the pixels are upright from here on
-    return samples, fmt, icc, (exif.tobytes() if len(exif) else None), orientation
-
-
-def _pillow_samples(img: PILImage.Image, name: str) -> np.ndarray:
-    """(H, W, C) samples in the image's own type; palettes expanded, bilevel to 8-bit gray."""
-    mode = img.mode
-    if mode == "1":
-        img, mode = img.convert("L"), "L"
-    elif mode == "P":
-        mode = "RGBA" if "transparency" in img.info else "RGB"
-        img = img.convert(mode)
-    elif mode == "PA":
-        img, mode = img.convert("RGBA"), "RGBA"
-    elif mode == "YCbCr":
-        img, mode = img.convert("RGB"), "RGB"
-    if mode in ("L", "LA", "RGB", "RGBA"):
-        arr = np.asarray(img, dtype=np.uint8)
-    elif mode.startswith("I;16"):
-        arr = np.asarray(img).astype(np.uint16)
-    elif mode == "I":
-        arr = np.asarray(img)
-        if arr.size and (arr.min() < 0 or arr.max() > 65535):
-            raise DenoiseError(f"{name}: 32-bit integer samples outside 0..65535 are not supported")
-        arr = arr.astype(np.uint16)
-    elif mode == "F":
-        arr = np.asarray(img, dtype=np.float32)
-    else:
-        raise DenoiseError(f"{name}: unsupported image mode {mode!r} (convert it to gray or RGB first)")
-    return arr[:, :, None] if arr.ndim == 2 else arr
-
-
-def _decode_png16(data: bytes, name: str, max_pixels: int):
-    """16-bit PNG of any colour type, exactly, via pypng."""
-    width, height = struct.unpack(">II", data[16:24])
-    _check_size(name, width, height, max_pixels)
-    reader = png.Reader(bytes=data)
-    width, height, rows, info = reader.read()
-    if info.get("transparent") is not None:
-        raise DenoiseError(f"{name}: 16-bit PNG with a tRNS colour key is not supported")
-    planes = int(info["planes"])
-    samples = np.array([np.frombuffer(row, dtype=np.uint16) if isinstance(row, bytes) else row for row in rows],
-                       dtype=np.uint16).reshape(height, width, planes)
-    icc, exif_bytes = None, None
-    for kind, body in _png_chunks(data):
-        if kind == b"iCCP":
-            _, _, compressed = body.partition(b"\x00")
-            icc = zlib.decompress(compressed[1:])  # first byte: compression method 0
-        elif kind == b"eXIf":
-            exif_bytes = body
-    orientation = 1
-    if exif_bytes:
-        exif = PILImage.Exif()
-        exif.load(exif_bytes)
-        orientation = int(exif.get(_EXIF_ORIENTATION, 1) or 1)
-        exif[_EXIF_ORIENTATION] = 1
-        exif_bytes = exif.tobytes()
-    return samples, "PNG", icc, exif_bytes, orientation
-
-
-def _png_chunks(data: bytes) -> Iterator[tuple[bytes, bytes]]:
-    """(type, body) of each chunk of a PNG file."""
-    pos = len(_PNG_SIGNATURE)
-    while pos + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        yield kind, data[pos + 8:pos + 8 + length]
-        pos += 12 + length
-
-
-def _decode_tiff(data: bytes, name: str, max_pixels: int):
-    """TIFF: 8/16-bit integer and 16/32/64-bit float samples, gray or RGB, optional alpha, via tifffile."""
-    with tifffile.TiffFile(io.BytesIO(data)) as tif:
-        if len(tif.pages) > 1:
-            raise DenoiseError(f"{name}: multi-page TIFF ({len(tif.pages)} pages) is not supported")
-        page = tif.pages[0]
-        photometric = tifffile.PHOTOMETRIC(page.photometric)
-        if photometric not in (tifffile.PHOTOMETRIC.MINISBLACK, tifffile.PHOTOMETRIC.RGB):
-            raise DenoiseError(f"{name}: TIFF photometric {photometric.name} is not supported (use gray or RGB)")
-        _check_size(name, page.imagewidth, page.imagelength, max_pixels)
-        arr = page.asarray()
-        if page.axes.startswith("S"):  # planar configuration 'separate': (S, H, W)
-            arr = np.moveaxis(arr, 0, -1)
-        icc_tag = page.tags.get(_TIFF_ICC)
-        orientation_tag = page.tags.get(_TIFF_ORIENTATION)
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    if arr.ndim != 3 or arr.shape[2] > 4:
-        raise DenoiseError(f"{name}: TIFF with shape {arr.shape} is not supported (expected gray or RGB, "
-                           "optionally with alpha)")
-    if arr.dtype.kind == "f":
-        arr = arr.astype(np.float32)
-    elif arr.dtype not in (np.uint8, np.uint16):
-        raise DenoiseError(f"{name}: TIFF sample type {arr.dtype} is not supported (use uint8, uint16 or float32)")
-    icc = bytes(icc_tag.value) if icc_tag is not None else None
-    orientation = int(orientation_tag.value) if orientation_tag is not None else 1
-    return arr, "TIFF", icc, None, orientation
-
 
 def _apply_orientation(samples: np.ndarray, orientation: int) -> np.ndarray:
     """Turn (H, W, C) samples upright according to the EXIF/TIFF orientation code 1..8."""
@@ -331,63 +208,16 @@ def encode_image(image: Image, fmt: str, name: str = "<output>") -> bytes:
         samples = np.concatenate([samples, image.alpha[:, :, None].astype(image.dtype)], axis=2)
     dtype = np.dtype(image.dtype)
     if fmt == "TIFF":
-        return _encode_tiff(samples, image.icc_profile)
+        return codecs.encode_tiff(samples, image.icc_profile)
     if dtype.kind == "f":
         raise DenoiseError(f"{name}: float samples can only be written as TIFF (.tif)")
     if dtype == np.uint16:
         if fmt != "PNG":
             raise DenoiseError(f"{name}: {fmt} cannot hold 16-bit samples; write .png or .tif")
-        return _encode_png16(samples, image.icc_profile)
+        return codecs.encode_png16(samples, image.icc_profile)
     if fmt in ("JPEG", "BMP") and samples.shape[2] == 2 or fmt == "JPEG" and samples.shape[2] == 4:
         raise DenoiseError(f"{name}: {fmt} cannot hold an alpha channel; write .png, .tif or .webp")
-    return _encode_pillow(samples, fmt, image.icc_profile, image.exif)
-
-
-def _encode_pillow(samples: np.ndarray, fmt: str, icc: Optional[bytes], exif: Optional[bytes]) -> bytes:
-    pil = PILImage.fromarray(samples[:, :, 0] if samples.shape[2] == 1 else samples)
-    options: dict = {}
-    if icc:
-        options["icc_profile"] = icc
-    if exif and fmt in ("JPEG", "PNG", "WEBP"):
-        options["exif"] = exif
-    if fmt == "JPEG":
-        options.update(quality=95, subsampling=0)
-    elif fmt == "WEBP":
-        options.update(lossless=True, quality=100)
-    buffer = io.BytesIO()
-    pil.save(buffer, format=fmt, **options)
-    return buffer.getvalue()
-
-
-def _encode_png16(samples: np.ndarray, icc: Optional[bytes]) -> bytes:
-    """A 16-bit PNG written directly (filter type 0 on every row), with an iCCP chunk when there is a profile."""
-    height, width, channels = samples.shape
-    colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
-    rows = samples.astype(">u2").reshape(height, width * channels).view(np.uint8)
-    raw = np.concatenate([np.zeros((height, 1), np.uint8), rows.reshape(height, -1)], axis=1)
-    chunks = [(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0))]
-    if icc:
-        chunks.append((b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc)))
-    chunks += [(b"IDAT", zlib.compress(raw.tobytes(), 6)), (b"IEND", b"")]
-    body = b"".join(struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-                    for kind, data in chunks)
-    return _PNG_SIGNATURE + body
-
-
-def _encode_tiff(samples: np.ndarray, icc: Optional[bytes]) -> bytes:
-    channels = samples.shape[2]
-    buffer = io.BytesIO()
-    tifffile.imwrite(
-        buffer,
-        samples[:, :, 0] if channels == 1 else samples,
-        photometric="rgb" if channels >= 3 else "minisblack",
-        planarconfig="contig" if channels > 1 else None,
-        extrasamples=("unassalpha",) if channels in (2, 4) else None,
-        iccprofile=icc,
-        metadata=None,
-    )
-    return buffer.getvalue()
-
+    return codecs.encode_pillow(samples, fmt, image.icc_profile, image.exif)
 
 def write_bytes_atomic(path: PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder (``-``: stdout)."""

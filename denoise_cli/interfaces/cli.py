@@ -5,7 +5,6 @@ Exit codes: 0 all done; 1 one or more files failed (the batch still ran to the e
 from __future__ import annotations
 
 import enum
-import json
 import os
 import sys
 import time
@@ -13,17 +12,17 @@ from importlib import metadata
 from typing import Optional
 
 import click
-from tqdm import tqdm
 
 from ..batch.compare import compare_files, compare_folders
-from .config import Defaults, load_defaults
-from ..core.device import DEVICE_CHOICES, resolve_device
+from ..batch.jobs import plan_jobs
+from ..batch.report import check_report_path, summarize, write_report
+from ..batch.runner import RunOptions, run_batch
+from ..core.device import resolve_device
 from ..core.errors import DenoiseError, UsageError
 from ..methods import METHODS, Method
-from ..core.noise import parse_noise
-from ..batch.report import check_report_path, summarize, write_report
-from ..batch.runner import Events, Job, RunOptions, plan_jobs, run_batch
-
+from .config import Defaults, load_defaults
+from .options import AutoOr, NoiseType, batch_options, device_option, experiment_options
+from .terminal import TerminalEvents, print_scores
 
 class ExitStatus(enum.IntEnum):
     SUCCESS = 0
@@ -37,90 +36,6 @@ def _version() -> str:
         return metadata.version("denoise-cli")
     except metadata.PackageNotFoundError:
         return "unknown"
-
-
-class AutoOr(click.ParamType):
-    """``auto`` or a number of ``kind`` (int or float) no smaller than ``minimum``."""
-
-    def __init__(self, kind: type, minimum: float):
-        self.kind, self.minimum = kind, minimum
-        self.name = f"auto|{'INTEGER' if kind is int else 'NUMBER'}"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, str) and value.strip().lower() == "auto":
-            return "auto"
-        number = self._number(value)
-        if number is None:
-            what = "an integer" if self.kind is int else "a number"
-            self.fail(f"{value!r} is neither 'auto' nor {what}", param, ctx)
-        if number < self.minimum:
-            self.fail(f"must be 'auto' or at least {self.minimum:g}, got {value!r}", param, ctx)
-        return number
-
-    def _number(self, value):
-        if isinstance(value, bool):
-            return None
-        if self.kind is int:
-            if isinstance(value, int):
-                return value
-            return int(value) if isinstance(value, str) and value.strip().isdigit() else None
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            return None
-
-
-class NoiseType(click.ParamType):
-    """``gaussian:SIGMA`` (0-255 scale) or ``poisson:PEAK``."""
-
-    name = "gaussian:SIGMA|poisson:PEAK"
-
-    def convert(self, value, param, ctx):
-        try:
-            return parse_noise(value) if isinstance(value, str) else value
-        except DenoiseError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-def _common_envvar(name: str) -> str:
-    return f"DENOISE_{name.upper()}"
-
-
-def device_option(f):
-    return click.option("--device", type=str, metavar="|".join(DEVICE_CHOICES) + "|cuda:N", show_default=True,
-                        envvar=_common_envvar("device"), help="Where to compute; an explicit device that is "
-                        "missing is an error.")(f)
-
-
-def batch_options(f):
-    """Options every batch command (tv, zsn2n, noise) shares."""
-    options = [
-        click.option("-o", "--output", type=str, help="Output file for a single input ('-' for stdout)."),
-        click.option("--output-dir", type=click.Path(file_okay=False), help="Write outputs here, mirroring the "
-                     "input folders."),
-        click.option("--overwrite", is_flag=True, envvar=_common_envvar("overwrite"),
-                     help="Replace existing outputs (inputs are never overwritten)."),
-        click.option("--skip-existing", is_flag=True, envvar=_common_envvar("skip_existing"),
-                     help="Skip inputs whose output exists (resume a batch)."),
-        click.option("--reference", type=click.Path(), help="Clean image or folder (paired by relative path or "
-                     "stem) for PSNR/SSIM of input and output."),
-        click.option("--report", type=click.Path(dir_okay=False), help="Write a report: PATH.json or PATH.csv."),
-        click.option("--seed", type=int, show_default=True, envvar=_common_envvar("seed"),
-                     help="Seed for synthetic noise and stochastic methods."),
-        device_option,
-        click.option("-q", "--quiet", is_flag=True, envvar=_common_envvar("quiet"),
-                     help="Print nothing but errors."),
-        click.option("-v", "--verbose", count=True, help="Print the device and each image's facts."),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return click.argument("inputs", nargs=-1, required=True, metavar="IMAGE...")(f)
-
-
-def experiment_options(f):
-    f = click.option("--save-noisy", is_flag=True, help="With --add-noise: keep the noisy copy (NAME.noisy.EXT).")(f)
-    return click.option("--add-noise", type=NoiseType(), help="Treat each input as clean: add this noise (seeded "
-                        "by --seed), denoise, and score against the clean image.")(f)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "DENOISE",
@@ -141,58 +56,6 @@ def cli(ctx: click.Context, config_file: Optional[str]) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------- batch runs
-
-class TerminalEvents(Events):
-    """Progress bars on stderr (only on a terminal) and one line per failure; -v adds a line per image."""
-
-    def __init__(self, quiet: bool, verbose: int, total: int):
-        self.quiet, self.verbose = quiet, verbose
-        show = not quiet and sys.stderr.isatty()
-        self.images = tqdm(total=total, desc="images", unit="img", disable=not show or total < 2, position=0,
-                           file=sys.stderr)
-        self.steps: Optional[tqdm] = None
-        self.show = show
-
-    def started(self, index: int, total: int, job: Job) -> None:
-        if self.show:
-            self.steps = tqdm(desc=os.path.basename(job.source), unit="step", leave=False, position=1,
-                              file=sys.stderr)
-
-    def progress(self, done: int, steps: int, facts: dict) -> None:
-        if self.steps is not None:
-            self.steps.total = steps
-            self.steps.n = done
-            self.steps.set_postfix({k: f"{v:.3g}" for k, v in facts.items()}, refresh=True)
-
-    def finished(self, record: dict) -> None:
-        if self.steps is not None:
-            self.steps.close()
-            self.steps = None
-        self.images.update(1)
-        if record["status"] == "failed":
-            tqdm.write(f"denoise: {record['error']}", file=sys.stderr)
-        elif self.verbose and not self.quiet:
-            tqdm.write(_describe(record), file=sys.stderr)
-
-    def close(self) -> None:
-        self.images.close()
-
-
-def _describe(record: dict) -> str:
-    parts = [f"{record['input']} -> {record['output']}: {record['status']}", f"{record['seconds']:.2f}s"]
-    for key, label in (("iterations", "iterations"), ("sigma_estimate", "sigma"), ("weight", "weight")):
-        if isinstance(record.get(key), (int, float)):
-            parts.append(f"{label} {record[key]:.4g}")
-    if "rmse_bound" in record["facts"]:
-        parts.append(f"rmse bound {record['facts']['rmse_bound'][0]:.2g}")
-    for tag in ("in", "out"):
-        if record.get(f"ssim_{tag}") is not None:
-            value = record[f"psnr_{tag}"]
-            shown = "inf" if value is None else f"{value:.2f}"
-            parts.append(f"{tag}: PSNR {shown} dB SSIM {record[f'ssim_{tag}']:.4f}")
-    return ", ".join(parts)
-
-
 def _params(ctx: click.Context, names) -> dict:
     defaults: Defaults = ctx.find_root().obj
     return {name: {"value": _plain(ctx.params[name]), "source": defaults.source(ctx, name)} for name in names}
@@ -311,39 +174,10 @@ def ssim_command(ctx: click.Context, a, b, json_output, csv_output, map_output, 
         result = compare_folders(a, b, torch_device, all_scores=as_json or as_csv)
         for problem in result["errors"]:
             click.echo(f"denoise: {problem}", err=True)
-        _print_scores(result, as_json, as_csv, folders=True)
+        print_scores(result, as_json, as_csv, folders=True)
         ctx.exit(ExitStatus.ERROR if result["errors"] else ExitStatus.SUCCESS)
     result = compare_files(a, b, torch_device, map_path, all_scores=as_json or as_csv)
-    _print_scores(result, as_json, as_csv, folders=False)
-
-
-def _print_scores(result: dict, as_json: bool, as_csv: bool, folders: bool) -> None:
-    if as_json:
-        click.echo(json.dumps(result, indent=2, allow_nan=False))
-        return
-    rows = result["pairs"] if folders else [result]
-    if as_csv:
-        click.echo("a,b,ssim,psnr,ms_ssim")
-        for row in rows:
-            click.echo(",".join(_csv_cell(row[k]) for k in ("a", "b", "ssim", "psnr", "ms_ssim")))
-        if folders:
-            mean = result["mean"]
-            click.echo(",".join(["MEAN", ""] + [_csv_cell(mean[k]) for k in ("ssim", "psnr", "ms_ssim")]))
-        return
-    if not folders:
-        click.echo(f"{result['ssim']:.10f}")
-        return
-    for row in rows:
-        click.echo(f"{row['relative']}\t{row['ssim']:.10f}")
-    if result["mean"]["ssim"] is not None:
-        click.echo(f"mean\t{result['mean']['ssim']:.10f}")
-
-
-def _csv_cell(value) -> str:
-    if value is None:
-        return ""
-    return f"{value:.10g}" if isinstance(value, float) else str(value)
-
+    print_scores(result, as_json, as_csv, folders=False)
 
 # ----------------------------------------------------------------------------------------------------------- main
 

@@ -1,17 +1,8 @@
-r"""Total variation: the TV of a batch (usable as a loss) and the ROF denoising problem solved to a certified tolerance.
+r"""ROF total-variation denoising, solved to a certified tolerance, with the weight chosen per image by SURE.
 
 ROF (Rudin, Osher & Fatemi 1992): :math:`\min_u \tfrac12\|u - f\|^2 + \lambda\,\mathrm{TV}(u)` with
 :math:`\mathrm{TV}(u) = \sum_i \|(\nabla u)_i\|`, forward differences with Neumann boundaries, and the norm taken over
-groups that the two settings choose:
-
-==============  ==========  ===============================================================
-norm            channels    group of one pixel's gradient entries under one norm
-==============  ==========  ===============================================================
-isotropic       coupled     both directions, all channels (vectorial TV, no colour fringes)
-isotropic       separate    both directions, one channel (scikit-image's per-channel TV)
-anisotropic     coupled     one direction, all channels
-anisotropic     separate    one entry: |u_x| + |u_y| per channel
-==============  ==========  ===============================================================
+groups that the ``norm`` and ``channels`` settings choose (the table in :mod:`.operators`).
 
 The solver is Beck & Teboulle's fast gradient projection (FISTA on the dual, 2009) with adaptive restart
 (O'Donoghue & Candes 2015). With :math:`u = f + \lambda\,\mathrm{div}\,p` for any dual-feasible ``p`` (each group of
@@ -26,16 +17,15 @@ The weight :math:`\lambda` is for images in [0, 1]; it means the same as scikit-
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, Union
+from typing import Optional, Union
 
 import torch
 
+from .base import ProgressCallback
 from .noise_level import estimate_noise
+from .operators import (check_modes, divergence_of_dual, duality_gap, gradient_into, group_dims,
+                        project_to_dual_ball_, zero_dual)
 from .sure import sure_parameter
-
-NORMS = ("isotropic", "anisotropic")
-CHANNEL_MODES = ("coupled", "separate")
-REDUCTIONS = ("none", "sum", "mean")
 
 #: ``--weight auto`` searches lambda per image by Monte-Carlo SURE (see :func:`auto_weight`) within a factor of 2 of
 #: a rule lambda = slope * sigma_hat, slope = AUTO_WEIGHT_SLOPE[norm] * (sqrt(C) if channels are coupled else 1). With
@@ -58,102 +48,6 @@ SURE_TILE = 256
 #: reads 0.80) SURE would take the image for much less noisy than it is and pick lambda up to 2x too small.
 SURE_MIN_SIGMA_FRACTION = 0.875
 
-ProgressCallback = Callable[[int, int, dict], None]  # (iteration, max_iter, {"rmse_bound": ...})
-
-
-def _check_modes(norm: str, channels: str) -> None:
-    if norm not in NORMS:
-        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
-    if channels not in CHANNEL_MODES:
-        raise ValueError(f"channels must be one of {CHANNEL_MODES}, got {channels!r}")
-
-
-def gradient(u: torch.Tensor) -> torch.Tensor:
-    """Forward differences with Neumann boundary: (N, C, H, W) -> (N, C, 2, H, W), [:, :, 0] vertical, [:, :, 1]
-    horizontal; the last row/column of each difference is 0. Differentiable."""
-    g = u.new_zeros(u.shape[:2] + (2,) + u.shape[2:])
-    g[:, :, 0, :-1] = u[:, :, 1:] - u[:, :, :-1]
-    g[:, :, 1, :, :-1] = u[:, :, :, 1:] - u[:, :, :, :-1]
-    return g
-
-
-def _gradient_into(u: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """:func:`gradient` written into ``out`` (N, C, 2, H, W), whose boundary entries must already be zero (for the
-    solver, no autograd)."""
-    torch.sub(u[:, :, 1:], u[:, :, :-1], out=out[:, :, 0, :-1])
-    torch.sub(u[:, :, :, 1:], u[:, :, :, :-1], out=out[:, :, 1, :, :-1])
-    return out
-
-
-def divergence(p: torch.Tensor) -> torch.Tensor:
-    """The negative adjoint of :func:`gradient`: (N, C, 2, H, W) -> (N, C, H, W), so <grad u, p> = -<u, div p>.
-
-    Entries of ``p`` in the last row of the vertical part and the last column of the horizontal part are ignored
-    (the gradient is zero there).
-    """
-    py, px = p[:, :, 0], p[:, :, 1]
-    d = torch.zeros_like(py)
-    d[:, :, :-1] += py[:, :, :-1]
-    d[:, :, 1:] -= py[:, :, :-1]
-    d[:, :, :, :-1] += px[:, :, :, :-1]
-    d[:, :, :, 1:] -= px[:, :, :, :-1]
-    return d
-
-
-def _divergence_of_dual(p: torch.Tensor) -> torch.Tensor:
-    """:func:`divergence` for a dual variable whose boundary entries are zero (the solver's iterates), in 3 passes
-    instead of 5."""
-    py, px = p[:, :, 0], p[:, :, 1]
-    d = py + px
-    d[:, :, 1:] -= py[:, :, :-1]
-    d[:, :, :, 1:] -= px[:, :, :, :-1]
-    return d
-
-
-def _group_dims(norm: str, channels: str) -> tuple:
-    """Dimensions of a (N, C, 2, H, W) gradient that one norm groups (see the table in the module docstring)."""
-    dims = (2,) if norm == "isotropic" else ()
-    return (1,) + dims if channels == "coupled" else dims
-
-
-def _group_norms(g: torch.Tensor, dims: tuple) -> torch.Tensor:
-    """Euclidean norm of each group of ``g`` (N, C, 2, H, W), broadcastable against ``g``.
-
-    Written out (squares, a sum over channels, the two directions added as slices) because a ``vector_norm`` over the
-    size-2 direction dimension is ~10x slower on the CPU.
-    """
-    if not dims:
-        return g.abs()
-    squares = g * g
-    if 1 in dims:
-        squares = squares.sum(dim=1, keepdim=True)
-    if 2 in dims:
-        squares = squares[:, :, 0:1] + squares[:, :, 1:2]
-    return squares.sqrt_()
-
-
-def _sum_of_group_norms(g: torch.Tensor, dims: tuple) -> torch.Tensor:
-    """TV of each image from its gradient (N, C, 2, H, W): the sum of the group norms, shape (N,)."""
-    norms = torch.linalg.vector_norm(g, dim=dims) if dims else g.abs()
-    return norms.flatten(1).sum(dim=1)
-
-
-def total_variation(x: torch.Tensor, norm: str = "isotropic", channels: str = "separate",
-                    reduction: str = "sum") -> torch.Tensor:
-    """Total variation of a batch (N, C, H, W); differentiable, usable as a loss.
-
-    reduction: ``none`` gives TV per image (N,); ``sum`` the total over the batch; ``mean`` the total divided by the
-    number of values N*C*H*W (the size-normalised form used as a smoothness loss; with ``norm="anisotropic"`` and
-    ``channels="separate"`` it is the mean of |u_x| + |u_y|).
-    """
-    _check_modes(norm, channels)
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    per_image = _sum_of_group_norms(gradient(x), _group_dims(norm, channels))
-    if reduction == "none":
-        return per_image
-    total = per_image.sum()
-    return total / x.numel() if reduction == "mean" else total
 
 
 def auto_weight(x: torch.Tensor, norm: str = "isotropic", channels: str = "coupled",
@@ -164,10 +58,10 @@ def auto_weight(x: torch.Tensor, norm: str = "isotropic", channels: str = "coupl
     of the underlying one; lambda minimises Monte-Carlo SURE of the ROF solution (see :mod:`sure`) over [0.5, 2] x
     the calibrated rule, to 5%, measured on up to four 256x256 tiles of the image.
     """
-    _check_modes(norm, channels)
+    check_modes(norm, channels)
     noise = estimate_noise(x)
     sigma = torch.maximum(noise.effective, SURE_MIN_SIGMA_FRACTION * noise.underlying)
-    dims = _group_dims(norm, channels)
+    dims = group_dims(norm, channels)
     rule = AUTO_WEIGHT_SLOPE[norm] * (math.sqrt(x.shape[1]) if channels == "coupled" else 1.0)
 
     dual: dict = {}  # each solve starts from the last one's dual solution: neighbouring lambdas are close
@@ -217,7 +111,7 @@ def tv_denoise(x: torch.Tensor, weight: Union[float, str, torch.Tensor] = "auto"
     Returns the denoised batch (same shape and dtype) and facts: weight, sigma (when auto), iterations, gap (per
     value), rmse_bound, converged.
     """
-    _check_modes(norm, channels)
+    check_modes(norm, channels)
     if x.dim() != 4:
         raise ValueError(f"expected (N, C, H, W), got shape {tuple(x.shape)}")
     facts: dict = {}
@@ -231,7 +125,7 @@ def tv_denoise(x: torch.Tensor, weight: Union[float, str, torch.Tensor] = "auto"
     if (lam < 0).any():
         raise ValueError("weight must be >= 0")
     facts["weight"] = lam.tolist()
-    u, _, solver_facts = _fista_dual(x.float(), lam.to(x.device, torch.float32), _group_dims(norm, channels),
+    u, _, solver_facts = _fista_dual(x.float(), lam.to(x.device, torch.float32), group_dims(norm, channels),
                                   max_iter, tol, check_every, progress)
     facts.update(solver_facts)
     return u.to(x.dtype), facts
@@ -248,10 +142,10 @@ def _fista_dual(f: torch.Tensor, lam: torch.Tensor, dims: tuple, max_iter: int, 
     values_per_image = f[0].numel()
     active = lam > 0
     if not bool(active.any()):
-        return f.clone(), _zero_dual(f), {"iterations": 0, "gap": [0.0] * n, "rmse_bound": [0.0] * n,
+        return f.clone(), zero_dual(f), {"iterations": 0, "gap": [0.0] * n, "rmse_bound": [0.0] * n,
                                           "converged": True}
     step = 1.0 / (8.0 * lam5.clamp_min(1e-12))
-    p = _zero_dual(f) if p_start is None else p_start.clone()
+    p = zero_dual(f) if p_start is None else p_start.clone()
     q = p.clone()
     work = torch.zeros_like(p)  # the next iterate is built here; every buffer keeps zero boundary entries
     t = 1.0
@@ -262,9 +156,9 @@ def _fista_dual(f: torch.Tensor, lam: torch.Tensor, dims: tuple, max_iter: int, 
     while iteration < max_iter:
         iteration += 1
         # three preallocated buffers, no allocation of dual-sized arrays (page faults cost as much as the maths)
-        _gradient_into(_divergence_of_dual(q).mul_(lam4).add_(f), work)
+        gradient_into(divergence_of_dual(q).mul_(lam4).add_(f), work)
         work.mul_(step).add_(q)
-        p_next = work.div_(_group_norms(work, dims).clamp_min_(1.0))  # projection onto the dual ball
+        p_next = project_to_dual_ball_(work, dims)
         t_next = (1.0 + (1.0 + 4.0 * t * t) ** 0.5) / 2.0
         back = p.sub_(p_next)  # p - p_next, in p's buffer
         # restart the momentum when it points uphill on the dual objective, (q - p_next) . (p_next - p) > 0
@@ -275,8 +169,8 @@ def _fista_dual(f: torch.Tensor, lam: torch.Tensor, dims: tuple, max_iter: int, 
         torch.add(p_next, back, alpha=-(t - 1.0) / t_next, out=q)
         p, work, t = p_next, back, t_next
         if iteration % check_every == 0 or iteration == max_iter:
-            u = f + lam4 * _divergence_of_dual(p)  # the loop ends only here, so this u is the result
-            gap = _duality_gap(u, p, lam, dims)
+            u = f + lam4 * divergence_of_dual(p)  # the loop ends only here, so this u is the result
+            gap = duality_gap(u, p, lam, dims)
             bound = torch.sqrt(2.0 * gap.clamp_min(0) / values_per_image)
             worst = float(bound.max())
             if progress is not None:
@@ -286,14 +180,3 @@ def _fista_dual(f: torch.Tensor, lam: torch.Tensor, dims: tuple, max_iter: int, 
     gap = gap.clamp_min(0) / values_per_image
     return u, p, {"iterations": iteration, "gap": gap.tolist(), "rmse_bound": bound.tolist(),
                "converged": bool((bound <= tol).all())}
-
-
-def _zero_dual(f: torch.Tensor) -> torch.Tensor:
-    """The zero dual variable for images (N, C, H, W): (N, C, 2, H, W)."""
-    return f.new_zeros(f.shape[:2] + (2,) + f.shape[2:])
-
-
-def _duality_gap(u: torch.Tensor, p: torch.Tensor, lam: torch.Tensor, dims: tuple) -> torch.Tensor:
-    """lambda * sum(||grad u|| - <grad u, p>) per image, in float64, for u = f + lambda div p; shape (N,)."""
-    g = gradient(u).double()
-    return lam.double() * (_sum_of_group_norms(g, dims) - (g * p.double()).flatten(1).sum(dim=1))

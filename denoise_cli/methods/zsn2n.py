@@ -19,13 +19,14 @@ which the 5x5 receptive field makes exactly equal to a pass over the whole image
 from __future__ import annotations
 
 import time
-from typing import Callable, Optional, Union
+from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-ProgressCallback = Callable[[int, int, dict], None]
+from .base import ProgressCallback
+
 Steps = Union[int, str]  # a count, or "auto"
 #: The paper's schedule (its notebook): 2000 Adam steps, the learning rate halved after 1500.
 PAPER_ITERATIONS = 2000

@@ -1,0 +1,186 @@
+"""Format-specific decoders and encoders behind :mod:`.imageio`: Pillow for 8-bit files of every format and 16-bit
+gray; pypng for 16-bit PNG (Pillow truncates 16-bit RGB and RGBA PNG to 8 bits); tifffile for TIFF (16-bit RGB and
+float32 TIFF).
+
+A decoder takes the file's bytes and returns (samples (H, W, C) in the file's own type, format, ICC profile, EXIF
+bytes, orientation code); an encoder takes (H, W, C) samples and returns the file's bytes.
+"""
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from typing import Iterator, Optional
+
+import numpy as np
+import png
+import tifffile
+from PIL import Image as PILImage
+
+from .errors import DenoiseError
+
+EXIF_ORIENTATION = 0x0112
+_TIFF_ORIENTATION = 274
+_TIFF_ICC = 34675
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+def check_size(name: str, width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise DenoiseError(f"{name}: {width}x{height} pixels exceeds the limit of {max_pixels} pixels "
+                           "(possible decompression bomb)")
+
+
+def decode_pillow(data: bytes, name: str, max_pixels: int):
+    """8-bit images of every format, 16-bit gray, float32 ('F'), via Pillow."""
+    with PILImage.open(io.BytesIO(data)) as img:
+        check_size(name, img.width, img.height, max_pixels)
+        img.load()
+        fmt = img.format or "PNG"
+        exif = img.getexif()
+        orientation = int(exif.get(EXIF_ORIENTATION, 1) or 1)
+        icc = img.info.get("icc_profile") or None
+        samples = _pillow_samples(img, name)
+    if EXIF_ORIENTATION in exif:
+        exif[EXIF_ORIENTATION] = 1  # the pixels are upright from here on
+    return samples, fmt, icc, (exif.tobytes() if len(exif) else None), orientation
+
+
+def _pillow_samples(img: PILImage.Image, name: str) -> np.ndarray:
+    """(H, W, C) samples in the image's own type; palettes expanded, bilevel to 8-bit gray."""
+    mode = img.mode
+    if mode == "1":
+        img, mode = img.convert("L"), "L"
+    elif mode == "P":
+        mode = "RGBA" if "transparency" in img.info else "RGB"
+        img = img.convert(mode)
+    elif mode == "PA":
+        img, mode = img.convert("RGBA"), "RGBA"
+    elif mode == "YCbCr":
+        img, mode = img.convert("RGB"), "RGB"
+    if mode in ("L", "LA", "RGB", "RGBA"):
+        arr = np.asarray(img, dtype=np.uint8)
+    elif mode.startswith("I;16"):
+        arr = np.asarray(img).astype(np.uint16)
+    elif mode == "I":
+        arr = np.asarray(img)
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            raise DenoiseError(f"{name}: 32-bit integer samples outside 0..65535 are not supported")
+        arr = arr.astype(np.uint16)
+    elif mode == "F":
+        arr = np.asarray(img, dtype=np.float32)
+    else:
+        raise DenoiseError(f"{name}: unsupported image mode {mode!r} (convert it to gray or RGB first)")
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def decode_png16(data: bytes, name: str, max_pixels: int):
+    """16-bit PNG of any colour type, exactly, via pypng."""
+    width, height = struct.unpack(">II", data[16:24])
+    check_size(name, width, height, max_pixels)
+    reader = png.Reader(bytes=data)
+    width, height, rows, info = reader.read()
+    if info.get("transparent") is not None:
+        raise DenoiseError(f"{name}: 16-bit PNG with a tRNS colour key is not supported")
+    planes = int(info["planes"])
+    samples = np.array([np.frombuffer(row, dtype=np.uint16) if isinstance(row, bytes) else row for row in rows],
+                       dtype=np.uint16).reshape(height, width, planes)
+    icc, exif_bytes = None, None
+    for kind, body in _png_chunks(data):
+        if kind == b"iCCP":
+            _, _, compressed = body.partition(b"\x00")
+            icc = zlib.decompress(compressed[1:])  # first byte: compression method 0
+        elif kind == b"eXIf":
+            exif_bytes = body
+    orientation = 1
+    if exif_bytes:
+        exif = PILImage.Exif()
+        exif.load(exif_bytes)
+        orientation = int(exif.get(EXIF_ORIENTATION, 1) or 1)
+        exif[EXIF_ORIENTATION] = 1
+        exif_bytes = exif.tobytes()
+    return samples, "PNG", icc, exif_bytes, orientation
+
+
+def _png_chunks(data: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """(type, body) of each chunk of a PNG file."""
+    pos = len(PNG_SIGNATURE)
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        yield kind, data[pos + 8:pos + 8 + length]
+        pos += 12 + length
+
+
+def decode_tiff(data: bytes, name: str, max_pixels: int):
+    """TIFF: 8/16-bit integer and 16/32/64-bit float samples, gray or RGB, optional alpha, via tifffile."""
+    with tifffile.TiffFile(io.BytesIO(data)) as tif:
+        if len(tif.pages) > 1:
+            raise DenoiseError(f"{name}: multi-page TIFF ({len(tif.pages)} pages) is not supported")
+        page = tif.pages[0]
+        photometric = tifffile.PHOTOMETRIC(page.photometric)
+        if photometric not in (tifffile.PHOTOMETRIC.MINISBLACK, tifffile.PHOTOMETRIC.RGB):
+            raise DenoiseError(f"{name}: TIFF photometric {photometric.name} is not supported (use gray or RGB)")
+        check_size(name, page.imagewidth, page.imagelength, max_pixels)
+        arr = page.asarray()
+        if page.axes.startswith("S"):  # planar configuration 'separate': (S, H, W)
+            arr = np.moveaxis(arr, 0, -1)
+        icc_tag = page.tags.get(_TIFF_ICC)
+        orientation_tag = page.tags.get(_TIFF_ORIENTATION)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[2] > 4:
+        raise DenoiseError(f"{name}: TIFF with shape {arr.shape} is not supported (expected gray or RGB, "
+                           "optionally with alpha)")
+    if arr.dtype.kind == "f":
+        arr = arr.astype(np.float32)
+    elif arr.dtype not in (np.uint8, np.uint16):
+        raise DenoiseError(f"{name}: TIFF sample type {arr.dtype} is not supported (use uint8, uint16 or float32)")
+    icc = bytes(icc_tag.value) if icc_tag is not None else None
+    orientation = int(orientation_tag.value) if orientation_tag is not None else 1
+    return arr, "TIFF", icc, None, orientation
+
+
+def encode_pillow(samples: np.ndarray, fmt: str, icc: Optional[bytes], exif: Optional[bytes]) -> bytes:
+    pil = PILImage.fromarray(samples[:, :, 0] if samples.shape[2] == 1 else samples)
+    options: dict = {}
+    if icc:
+        options["icc_profile"] = icc
+    if exif and fmt in ("JPEG", "PNG", "WEBP"):
+        options["exif"] = exif
+    if fmt == "JPEG":
+        options.update(quality=95, subsampling=0)
+    elif fmt == "WEBP":
+        options.update(lossless=True, quality=100)
+    buffer = io.BytesIO()
+    pil.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def encode_png16(samples: np.ndarray, icc: Optional[bytes]) -> bytes:
+    """A 16-bit PNG written directly (filter type 0 on every row), with an iCCP chunk when there is a profile."""
+    height, width, channels = samples.shape
+    colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+    rows = samples.astype(">u2").reshape(height, width * channels).view(np.uint8)
+    raw = np.concatenate([np.zeros((height, 1), np.uint8), rows.reshape(height, -1)], axis=1)
+    chunks = [(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0))]
+    if icc:
+        chunks.append((b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc)))
+    chunks += [(b"IDAT", zlib.compress(raw.tobytes(), 6)), (b"IEND", b"")]
+    body = b"".join(struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+                    for kind, data in chunks)
+    return PNG_SIGNATURE + body
+
+
+def encode_tiff(samples: np.ndarray, icc: Optional[bytes]) -> bytes:
+    channels = samples.shape[2]
+    buffer = io.BytesIO()
+    tifffile.imwrite(
+        buffer,
+        samples[:, :, 0] if channels == 1 else samples,
+        photometric="rgb" if channels >= 3 else "minisblack",
+        planarconfig="contig" if channels > 1 else None,
+        extrasamples=("unassalpha",) if channels in (2, 4) else None,
+        iccprofile=icc,
+        metadata=None,
+    )
+    return buffer.getvalue()

@@ -1,0 +1,92 @@
+"""The click pieces the commands share: option types (``auto`` or a number, a noise spec) and option groups."""
+from __future__ import annotations
+
+import click
+
+from ..core.device import DEVICE_CHOICES
+from ..core.errors import DenoiseError
+from ..core.noise import parse_noise
+
+
+class AutoOr(click.ParamType):
+    """``auto`` or a number of ``kind`` (int or float) no smaller than ``minimum``."""
+
+    def __init__(self, kind: type, minimum: float):
+        self.kind, self.minimum = kind, minimum
+        self.name = f"auto|{'INTEGER' if kind is int else 'NUMBER'}"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        number = self._number(value)
+        if number is None:
+            what = "an integer" if self.kind is int else "a number"
+            self.fail(f"{value!r} is neither 'auto' nor {what}", param, ctx)
+        if number < self.minimum:
+            self.fail(f"must be 'auto' or at least {self.minimum:g}, got {value!r}", param, ctx)
+        return number
+
+    def _number(self, value):
+        if isinstance(value, bool):
+            return None
+        if self.kind is int:
+            if isinstance(value, int):
+                return value
+            return int(value) if isinstance(value, str) and value.strip().isdigit() else None
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            return None
+
+
+class NoiseType(click.ParamType):
+    """``gaussian:SIGMA`` (0-255 scale) or ``poisson:PEAK``."""
+
+    name = "gaussian:SIGMA|poisson:PEAK"
+
+    def convert(self, value, param, ctx):
+        try:
+            return parse_noise(value) if isinstance(value, str) else value
+        except DenoiseError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _common_envvar(name: str) -> str:
+    return f"DENOISE_{name.upper()}"
+
+
+def device_option(f):
+    return click.option("--device", type=str, metavar="|".join(DEVICE_CHOICES) + "|cuda:N", show_default=True,
+                        envvar=_common_envvar("device"), help="Where to compute; an explicit device that is "
+                        "missing is an error.")(f)
+
+
+def batch_options(f):
+    """Options every batch command (tv, zsn2n, noise) shares."""
+    options = [
+        click.option("-o", "--output", type=str, help="Output file for a single input ('-' for stdout)."),
+        click.option("--output-dir", type=click.Path(file_okay=False), help="Write outputs here, mirroring the "
+                     "input folders."),
+        click.option("--overwrite", is_flag=True, envvar=_common_envvar("overwrite"),
+                     help="Replace existing outputs (inputs are never overwritten)."),
+        click.option("--skip-existing", is_flag=True, envvar=_common_envvar("skip_existing"),
+                     help="Skip inputs whose output exists (resume a batch)."),
+        click.option("--reference", type=click.Path(), help="Clean image or folder (paired by relative path or "
+                     "stem) for PSNR/SSIM of input and output."),
+        click.option("--report", type=click.Path(dir_okay=False), help="Write a report: PATH.json or PATH.csv."),
+        click.option("--seed", type=int, show_default=True, envvar=_common_envvar("seed"),
+                     help="Seed for synthetic noise and stochastic methods."),
+        device_option,
+        click.option("-q", "--quiet", is_flag=True, envvar=_common_envvar("quiet"),
+                     help="Print nothing but errors."),
+        click.option("-v", "--verbose", count=True, help="Print the device and each image's facts."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return click.argument("inputs", nargs=-1, required=True, metavar="IMAGE...")(f)
+
+
+def experiment_options(f):
+    f = click.option("--save-noisy", is_flag=True, help="With --add-noise: keep the noisy copy (NAME.noisy.EXT).")(f)
+    return click.option("--add-noise", type=NoiseType(), help="Treat each input as clean: add this noise (seeded "
+                        "by --seed), denoise, and score against the clean image.")(f)

@@ -1,0 +1,92 @@
+"""What the commands print on a terminal: progress bars and per-image lines of a batch, and score tables."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Optional
+
+import click
+from tqdm import tqdm
+
+from ..batch.jobs import Job
+from ..batch.runner import Events
+
+
+class TerminalEvents(Events):
+    """Progress bars on stderr (only on a terminal) and one line per failure; -v adds a line per image."""
+
+    def __init__(self, quiet: bool, verbose: int, total: int):
+        self.quiet, self.verbose = quiet, verbose
+        show = not quiet and sys.stderr.isatty()
+        self.images = tqdm(total=total, desc="images", unit="img", disable=not show or total < 2, position=0,
+                           file=sys.stderr)
+        self.steps: Optional[tqdm] = None
+        self.show = show
+
+    def started(self, index: int, total: int, job: Job) -> None:
+        if self.show:
+            self.steps = tqdm(desc=os.path.basename(job.source), unit="step", leave=False, position=1,
+                              file=sys.stderr)
+
+    def progress(self, done: int, steps: int, facts: dict) -> None:
+        if self.steps is not None:
+            self.steps.total = steps
+            self.steps.n = done
+            self.steps.set_postfix({k: f"{v:.3g}" for k, v in facts.items()}, refresh=True)
+
+    def finished(self, record: dict) -> None:
+        if self.steps is not None:
+            self.steps.close()
+            self.steps = None
+        self.images.update(1)
+        if record["status"] == "failed":
+            tqdm.write(f"denoise: {record['error']}", file=sys.stderr)
+        elif self.verbose and not self.quiet:
+            tqdm.write(describe(record), file=sys.stderr)
+
+    def close(self) -> None:
+        self.images.close()
+
+
+def describe(record: dict) -> str:
+    parts = [f"{record['input']} -> {record['output']}: {record['status']}", f"{record['seconds']:.2f}s"]
+    for key, label in (("iterations", "iterations"), ("sigma_estimate", "sigma"), ("weight", "weight")):
+        if isinstance(record.get(key), (int, float)):
+            parts.append(f"{label} {record[key]:.4g}")
+    if "rmse_bound" in record["facts"]:
+        parts.append(f"rmse bound {record['facts']['rmse_bound'][0]:.2g}")
+    for tag in ("in", "out"):
+        if record.get(f"ssim_{tag}") is not None:
+            value = record[f"psnr_{tag}"]
+            shown = "inf" if value is None else f"{value:.2f}"
+            parts.append(f"{tag}: PSNR {shown} dB SSIM {record[f'ssim_{tag}']:.4f}")
+    return ", ".join(parts)
+
+
+def print_scores(result: dict, as_json: bool, as_csv: bool, folders: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(result, indent=2, allow_nan=False))
+        return
+    rows = result["pairs"] if folders else [result]
+    if as_csv:
+        click.echo("a,b,ssim,psnr,ms_ssim")
+        for row in rows:
+            click.echo(",".join(_csv_cell(row[k]) for k in ("a", "b", "ssim", "psnr", "ms_ssim")))
+        if folders:
+            mean = result["mean"]
+            click.echo(",".join(["MEAN", ""] + [_csv_cell(mean[k]) for k in ("ssim", "psnr", "ms_ssim")]))
+        return
+    if not folders:
+        click.echo(f"{result['ssim']:.10f}")
+        return
+    for row in rows:
+        click.echo(f"{row['relative']}\t{row['ssim']:.10f}")
+    if result["mean"]["ssim"] is not None:
+        click.echo(f"mean\t{result['mean']['ssim']:.10f}")
+
+
+def _csv_cell(value) -> str:
+    if value is None:
+        return ""
+    return f"{value:.10g}" if isinstance(value, float) else str(value)

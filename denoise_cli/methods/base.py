@@ -1,0 +1,23 @@
+"""What every restoration method shares: its call shape, and the progress callback the batch layer passes in.
+
+A method function takes a batch (N, C, H, W) in [0, 1] plus keyword settings (and an optional ``progress``
+callback) and returns the result of the same shape and a small dict of facts (iterations, estimated sigma, weight,
+final loss or gap). The runner, the reports and the CLI treat every method alike.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+ProgressCallback = Callable[[int, int, dict], None]  # (steps done, steps in all, facts so far)
+MethodFunction = Callable[..., tuple]  # (x, *, progress=None, **settings) -> (tensor, facts)
+
+
+@dataclass(frozen=True)
+class Method:
+    """name: the subcommand; function: the denoiser; settings: the options passed to it; suffix: output naming."""
+
+    name: str
+    function: MethodFunction
+    settings: tuple
+    suffix: str = ".denoised"
