@@ -2,30 +2,31 @@
 
 Tensors are (N, C, H, W), float32, values in [0, 1]. Files go through :func:`read_image` / :func:`write_image`,
 which keep bit depth, alpha, ICC profile and EXIF.
+
+The names below are imported on first use (PEP 562), so that ``import denoise_cli`` is instant and the command's
+entry point (:mod:`denoise_cli.__main__`) controls when torch loads.
 """
-import gc
+from importlib import import_module
 
-# Importing torch makes a quarter of a million long-lived objects, and the cyclic garbage collector would walk them
-# over and over: as they appear, and again in every full collection after. Pause it for the imports, then freeze what
-# exists (frozen objects are left out of later collections) and put it back as it was: `denoise ssim` on a 4K pair
-# goes from 1.5-1.8 s to 1.4 s.
-_collecting = gc.isenabled()
-gc.disable()
-from .core.device import resolve_device
-from .core.errors import DenoiseError
-from .core.imageio import Image, read_image, write_image
-from .core.metrics import ms_ssim, psnr, ssim
-from .core.noise import add_noise, parse_noise
-from .methods.noise_level import estimate_sigma
-from .methods.operators import total_variation
-from .methods.tv import tv_denoise
-from .methods.zsn2n import ZSN2N, zsn2n_denoise
+#: Public name -> the module that defines it.
+_API = {
+    "DenoiseError": ".core.errors", "Image": ".core.imageio", "read_image": ".core.imageio",
+    "write_image": ".core.imageio", "ms_ssim": ".core.metrics", "psnr": ".core.metrics", "ssim": ".core.metrics",
+    "add_noise": ".core.noise", "parse_noise": ".core.noise", "resolve_device": ".core.device",
+    "estimate_sigma": ".methods.noise_level", "total_variation": ".methods.operators", "tv_denoise": ".methods.tv",
+    "ZSN2N": ".methods.zsn2n", "zsn2n_denoise": ".methods.zsn2n",
+}
 
-gc.freeze()
-if _collecting:
-    gc.enable()
+__all__ = sorted(_API)
 
-__all__ = [
-    "DenoiseError", "Image", "ZSN2N", "add_noise", "estimate_sigma", "ms_ssim", "parse_noise", "psnr",
-    "read_image", "resolve_device", "ssim", "total_variation", "tv_denoise", "write_image", "zsn2n_denoise",
-]
+
+def __getattr__(name: str):
+    if name not in _API:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(_API[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_API))

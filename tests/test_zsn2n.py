@@ -60,7 +60,7 @@ def test_tiled_inference_equals_the_whole_image_pass():
     torch.manual_seed(0)
     net = ZSN2N(3, 8)
     x = torch.rand(1, 3, 37, 45)
-    whole = (x - net(x)).clamp(0, 1)
+    whole = x - net(x)
     tiled = apply_denoiser(net, x, tile=16)
     assert torch.allclose(whole, tiled, atol=1e-6)
 

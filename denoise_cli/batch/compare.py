@@ -3,15 +3,15 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
 from ..core import imageio, metrics
-from ..core.errors import DenoiseError
+from ..core.errors import DenoiseError, UsageError
 from ..core.imageio import Image
-from .jobs import scan_folder
+from .jobs import scan_folder, write_refusal
 
 #: The SSIM convention, as recorded in --json output.
 SSIM_SETTINGS = {
@@ -57,19 +57,38 @@ def score_images(a: Image, b: Image, device: torch.device, a_name: str = "A", b_
     return result, ssim_result.map
 
 
+def check_map_path(map_path: str, inputs: Sequence[str], overwrite: bool) -> None:
+    """Before any work: the SSIM map is a file the tool writes like any other (never an input, never an existing
+    file unless ``overwrite``, a known extension)."""
+    if map_path == imageio.STDIO:
+        raise UsageError("--map needs a file name, not stdout")
+    refusal = write_refusal(map_path, inputs, overwrite)
+    if refusal:
+        raise UsageError(f"--map {map_path} {refusal}")
+    imageio.format_for_path(map_path)
+
+
 def compare_files(a_path: str, b_path: str, device: torch.device, map_path: Optional[str] = None,
                   all_scores: bool = True) -> dict:
-    """Score two files; with ``map_path``, also write the SSIM map (mean over channels, clipped to [0, 1])."""
+    """Score two files; with ``map_path``, also write the SSIM map: the mean over channels of the local SSIM on the
+    valid region (the image less (WINDOW_SIZE - 1) / 2 pixels on each side), as float32 values in a TIFF, else
+    clipped to [0, 1] (SSIM below 0 shows as 0) in a 16-bit PNG or 8-bit file. The result says which."""
     with ThreadPoolExecutor(max_workers=2) as pool:  # decoders release the GIL: the two files decode at once
         a, b = pool.map(imageio.read_image, (a_path, b_path))
     result, ssim_map = score_images(a, b, device, a_path, b_path, all_scores, map_path is not None)
     if map_path:
-        ssim_map = ssim_map.mean(dim=1, keepdim=True)
-        fmt = imageio.format_for_path(map_path, fallback="PNG")
+        ssim_map = ssim_map.mean(dim=1, keepdim=True).cpu()
+        fmt = imageio.format_for_path(map_path)
         dtype = np.float32 if fmt == "TIFF" else np.uint16 if fmt == "PNG" else np.uint8
-        imageio.write_image(map_path, Image(pixels=ssim_map.clamp(0, 1).cpu(), alpha=None, dtype=np.dtype(dtype),
-                                            format=fmt))
-        result["map"] = map_path
+        if fmt != "TIFF":
+            ssim_map = ssim_map.clamp(0, 1)
+        imageio.write_image(map_path, Image(pixels=ssim_map, alpha=None, dtype=np.dtype(dtype), format=fmt))
+        border = (metrics.WINDOW_SIZE - 1) // 2
+        result["map"] = {
+            "path": map_path, "width": int(ssim_map.shape[-1]), "height": int(ssim_map.shape[-2]),
+            "region": f"valid: the image less {border} pixels on each side",
+            "values": "SSIM, float32, unclipped" if fmt == "TIFF" else f"SSIM clipped to [0, 1], {dtype.__name__}",
+        }
     return result
 
 

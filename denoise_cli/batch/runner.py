@@ -9,35 +9,34 @@ Usable from Python without click::
     records = run_batch(jobs, METHODS["tv"], {"weight": "auto"}, RunOptions())
 
 A file that fails is recorded (status ``failed`` and the cause) and the batch goes on; outputs are written atomically;
-an input is never overwritten; existing outputs are kept unless ``overwrite``.
+which files may be written was decided when the jobs were planned.
 """
 from __future__ import annotations
 
-import os
 import time
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import torch
 
 from ..core import imageio
-from ..core.errors import DenoiseError
-from ..core.imageio import STDIO, Image
-from .jobs import Job, same_file
-from ..methods import Method
+from ..core.errors import DenoiseError, plain_reason
+from ..core.imageio import Image
 from ..core.metrics import WINDOW_SIZE, psnr, ssim
 from ..core.noise import NoiseSpec, add_noise
+from ..methods import Method
+from .jobs import Job
+
 
 @dataclass
 class RunOptions:
+    """How every job runs: the device, the seed (noise and stochastic methods), and synthetic noise to add first.
+    Which files may be written is decided when the jobs are planned (:func:`.jobs.plan_jobs`)."""
+
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     seed: int = 0
-    overwrite: bool = False
-    skip_existing: bool = False
     add_noise: Optional[NoiseSpec] = None
-    save_noisy: bool = False
 
 
 class Events:
@@ -67,11 +66,10 @@ def run_batch(jobs: Sequence[Job], method: Method, settings: dict, options: RunO
     events = events or Events()
     params = params if params is not None else {k: {"value": v, "source": "argument"} for k, v in settings.items()}
     records: list[dict] = []
-    written: dict = {}
     try:
         for index, job in enumerate(jobs):
             events.started(index, len(jobs), job)
-            record = _run_job(job, method, settings, options, events, params, written)
+            record = _run_job(job, method, settings, options, events, params)
             records.append(record)
             events.finished(record)
     except KeyboardInterrupt:
@@ -92,79 +90,55 @@ def _new_record(job: Job, method: Method, options: RunOptions, params: dict) -> 
     }
 
 
-def _run_job(job: Job, method: Method, settings: dict, options: RunOptions, events: Events, params: dict,
-             written: dict) -> dict:
+def _run_job(job: Job, method: Method, settings: dict, options: RunOptions, events: Events, params: dict) -> dict:
     record = _new_record(job, method, options, params)
     started = time.perf_counter()
     try:
-        if not _check_output(job, options, written):
+        if job.skip:
             record["status"] = "skipped"
             return record
+        if job.refusal:
+            raise DenoiseError(job.refusal)
         image = imageio.read_image(job.source)
+        for target in (job.output, job.noisy_output):  # a type the output cannot hold fails now, not after the work
+            if target is not None:
+                imageio.check_encodable(image, imageio.format_for_path(target, fallback=image.format), target)
         clean = image
         if options.add_noise is not None:
             image = _noisy_copy(image, job, options)
-            if options.save_noisy:
-                _write_once(_noisy_path(job), image, options, written)
+            if job.noisy_output:
+                imageio.write_image(job.noisy_output, image)
         reference = imageio.read_image(job.reference) if job.reference else (
             clean if options.add_noise is not None else None)
         if reference is not None:
             _check_same_shape(image, reference, job)
+            record["reference"] = job.reference or job.source  # with --add-noise, the clean input itself
         result, facts = _denoise(image, method, settings, options, events)
         output = image.with_pixels(result)
-        _write_once(job.output, output, options, written)
-        record["facts"] = facts
-        for key in ("iterations", "weight"):
-            record[key] = _single(facts.get(key))
-        record["sigma_estimate"] = _single(facts.get("sigma"))
+        imageio.write_image(job.output, output)
+        record.update(_facts_of(facts))
         if reference is not None:
             record.update(_scores(image, output, reference))
     except DenoiseError as exc:
         record.update(status="failed", error=str(exc))
-    except (OSError, RuntimeError, ValueError) as exc:  # e.g. disk full, out of memory: this file fails, not the batch
-        record.update(status="failed", error=f"{job.source}: {type(exc).__name__}: {exc}".splitlines()[0])
+    except Exception as exc:  # e.g. disk full, out of memory: this file fails, not the batch
+        record.update(status="failed", error=f"{job.source}: {plain_reason(exc)}")
     record["seconds"] = round(time.perf_counter() - started, 4)
     return record
+
+
+def _facts_of(facts: dict) -> dict:
+    """The record fields taken from a method's facts: iterations, weight, and the noise sigma on the 0-255 scale
+    (the scale of every option), kept out of the raw facts so that one scale is shown."""
+    facts = dict(facts)
+    sigma = _single(facts.pop("sigma", None))
+    return {"facts": facts, "iterations": _single(facts.get("iterations")), "weight": _single(facts.get("weight")),
+            "sigma_estimate": None if sigma is None else round(255.0 * sigma, 4)}
 
 
 def _single(value):
     """Facts are per image of a batch; the runner denoises one image at a time."""
     return value[0] if isinstance(value, list) and len(value) == 1 else value
-
-
-def _check_output(job: Job, options: RunOptions, written: dict) -> bool:
-    """False to skip the job; raise DenoiseError where writing would lose something."""
-    if job.output == STDIO:
-        return True
-    target = Path(job.output)
-    if target.exists() and same_file(target, job.source):
-        raise DenoiseError(f"{job.source}: the output would overwrite the input")
-    key = os.path.abspath(target)
-    if key in written:
-        raise DenoiseError(f"{job.source}: output {job.output} was already written by {written[key]} in this run")
-    if target.exists():
-        if options.skip_existing:
-            return False
-        if not options.overwrite:
-            raise DenoiseError(f"{job.source}: output {job.output} exists (use --overwrite or --skip-existing)")
-    imageio.format_for_path(job.output)
-    return True
-
-
-def _write_once(path: str, image: Image, options: RunOptions, written: dict) -> None:
-    imageio.write_image(path, image)
-    if path != STDIO:
-        written[os.path.abspath(path)] = path
-
-
-def _noisy_path(job: Job) -> str:
-    if job.output == STDIO:
-        raise DenoiseError("--save-noisy needs an output file, not stdout")
-    out = Path(job.output)
-    stem = out.stem
-    if stem.endswith(".denoised"):
-        stem = stem[: -len(".denoised")]
-    return str(out.with_name(stem + ".noisy" + out.suffix))
 
 
 def _noisy_copy(image: Image, job: Job, options: RunOptions) -> Image:

@@ -25,16 +25,47 @@ _TIFF_ICC = 34675
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
+# Our own limit (the caller's max_pixels, checked from the header before any pixel is decoded, for every format)
+# replaces Pillow's, which warns at 89 Mpx with Python warning text and raises past 179 Mpx, below our limit.
+PILImage.MAX_IMAGE_PIXELS = None
+
+
 def check_size(name: str, width: int, height: int, max_pixels: int) -> None:
+    """Refuse an image whose header claims more than ``max_pixels`` pixels, before it is decoded."""
     if width * height > max_pixels:
         raise DenoiseError(f"{name}: {width}x{height} pixels exceeds the limit of {max_pixels} pixels "
-                           "(possible decompression bomb)")
+                           "(a guard against decompression bombs)")
+
+
+def check_single_frame(name: str, frames: int) -> None:
+    """Refuse animations and multi-page files: only one frame would be denoised and written back."""
+    if frames > 1:
+        raise DenoiseError(f"{name}: has {frames} frames (an animation or multi-page file); only single images are "
+                           "supported")
+
+
+def check_png_checksums(data: bytes, name: str) -> None:
+    """Refuse a PNG any of whose chunks fails its CRC: Pillow does not check the image data's, pypng does."""
+    for kind, body, crc in png_chunks(data):
+        if crc is not None and zlib.crc32(kind + body) != crc:
+            label = kind.decode("latin-1") if kind.isalpha() else "a"
+            raise DenoiseError(f"{name}: corrupt PNG (checksum error in the {label} chunk)")
+
+
+def key_to_alpha(samples: np.ndarray, key) -> np.ndarray:
+    """(H, W, C) samples with a colour key (a tRNS gray value or RGB triple) -> (H, W, C + 1) with an alpha channel
+    that is 0 where a pixel equals the key and the type's maximum elsewhere."""
+    key = np.atleast_1d(np.asarray(key, dtype=samples.dtype))
+    opaque = np.iinfo(samples.dtype).max
+    alpha = np.where((samples == key).all(axis=2), 0, opaque).astype(samples.dtype)
+    return np.concatenate([samples, alpha[:, :, None]], axis=2)
 
 
 def decode_pillow(data: bytes, name: str, max_pixels: int):
     """8-bit images of every format, 16-bit gray, float32 ('F'), via Pillow."""
     with PILImage.open(io.BytesIO(data)) as img:
         check_size(name, img.width, img.height, max_pixels)
+        check_single_frame(name, getattr(img, "n_frames", 1))
         img.load()
         fmt = img.format or "PNG"
         exif = img.getexif()
@@ -47,8 +78,10 @@ def decode_pillow(data: bytes, name: str, max_pixels: int):
 
 
 def _pillow_samples(img: PILImage.Image, name: str) -> np.ndarray:
-    """(H, W, C) samples in the image's own type; palettes expanded, bilevel to 8-bit gray."""
+    """(H, W, C) samples in the image's own type; palettes expanded, bilevel to 8-bit gray, a colour key (tRNS) made an
+    alpha channel."""
     mode = img.mode
+    key = img.info.get("transparency") if mode in ("L", "RGB") else None
     if mode == "1":
         img, mode = img.convert("L"), "L"
     elif mode == "P":
@@ -71,7 +104,8 @@ def _pillow_samples(img: PILImage.Image, name: str) -> np.ndarray:
         arr = np.asarray(img, dtype=np.float32)
     else:
         raise DenoiseError(f"{name}: unsupported image mode {mode!r} (convert it to gray or RGB first)")
-    return arr[:, :, None] if arr.ndim == 2 else arr
+    arr = arr[:, :, None] if arr.ndim == 2 else arr
+    return key_to_alpha(arr, key) if key is not None else arr
 
 
 def decode_png16(data: bytes, name: str, max_pixels: int):
@@ -80,14 +114,16 @@ def decode_png16(data: bytes, name: str, max_pixels: int):
     check_size(name, width, height, max_pixels)
     reader = png.Reader(bytes=data)
     width, height, rows, info = reader.read()
-    if info.get("transparent") is not None:
-        raise DenoiseError(f"{name}: 16-bit PNG with a tRNS colour key is not supported")
     planes = int(info["planes"])
     samples = np.array([np.frombuffer(row, dtype=np.uint16) if isinstance(row, bytes) else row for row in rows],
                        dtype=np.uint16).reshape(height, width, planes)
+    if info.get("transparent") is not None:
+        samples = key_to_alpha(samples, info["transparent"])
     icc, exif_bytes = None, None
-    for kind, body in _png_chunks(data):
-        if kind == b"iCCP":
+    for kind, body, _ in png_chunks(data):
+        if kind == b"acTL" and len(body) >= 4:
+            check_single_frame(name, struct.unpack(">I", body[:4])[0])
+        elif kind == b"iCCP":
             _, _, compressed = body.partition(b"\x00")
             icc = zlib.decompress(compressed[1:])  # first byte: compression method 0
         elif kind == b"eXIf":
@@ -102,20 +138,21 @@ def decode_png16(data: bytes, name: str, max_pixels: int):
     return samples, "PNG", icc, exif_bytes, orientation
 
 
-def _png_chunks(data: bytes) -> Iterator[tuple[bytes, bytes]]:
-    """(type, body) of each chunk of a PNG file."""
+def png_chunks(data: bytes) -> Iterator[tuple[bytes, bytes, Optional[int]]]:
+    """(type, body, stored CRC or None where the file ends first) of each chunk of a PNG file."""
     pos = len(PNG_SIGNATURE)
     while pos + 8 <= len(data):
         length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        yield kind, data[pos + 8:pos + 8 + length]
-        pos += 12 + length
+        end = pos + 8 + length
+        crc = struct.unpack(">I", data[end:end + 4])[0] if end + 4 <= len(data) else None
+        yield kind, data[pos + 8:end], crc
+        pos = end + 4
 
 
 def decode_tiff(data: bytes, name: str, max_pixels: int):
     """TIFF: 8/16-bit integer and 16/32/64-bit float samples, gray or RGB, optional alpha, via tifffile."""
     with tifffile.TiffFile(io.BytesIO(data)) as tif:
-        if len(tif.pages) > 1:
-            raise DenoiseError(f"{name}: multi-page TIFF ({len(tif.pages)} pages) is not supported")
+        check_single_frame(name, len(tif.pages))
         page = tif.pages[0]
         photometric = tifffile.PHOTOMETRIC(page.photometric)
         if photometric not in (tifffile.PHOTOMETRIC.MINISBLACK, tifffile.PHOTOMETRIC.RGB):

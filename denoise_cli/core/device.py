@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import DenoiseError
+from .errors import UsageError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
@@ -16,8 +16,8 @@ def _mps_available() -> bool:
 def resolve_device(name: str = "auto") -> torch.device:
     """Return the torch device for ``name`` (auto, cpu, cuda, cuda:N or mps).
 
-    ``auto`` prefers CUDA, then MPS, then the CPU. Asking for a device that is not present raises DenoiseError
-    instead of falling back silently.
+    ``auto`` prefers CUDA, then MPS, then the CPU. Asking for a device that is not present raises UsageError
+    (nothing can run) instead of falling back silently.
     """
     name = (name or "auto").strip().lower()
     if name == "auto":
@@ -30,13 +30,13 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cpu")
     if name == "cuda" or name.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise DenoiseError(f"device {name!r} requested but CUDA is not available (use --device cpu or auto)")
+            raise UsageError(f"device {name!r} requested but CUDA is not available (use --device cpu or auto)")
         device = torch.device(name)
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise DenoiseError(f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+            raise UsageError(f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
         return device
     if name == "mps":
         if not _mps_available():
-            raise DenoiseError("device 'mps' requested but Apple MPS is not available (use --device cpu or auto)")
+            raise UsageError("device 'mps' requested but Apple MPS is not available (use --device cpu or auto)")
         return torch.device("mps")
-    raise DenoiseError(f"unknown device {name!r}: choose one of auto, cpu, cuda, cuda:N, mps")
+    raise UsageError(f"unknown device {name!r}: choose one of auto, cpu, cuda, cuda:N, mps")

@@ -11,22 +11,19 @@ to a temporary file in the target folder and are renamed into place, so a crash 
 from __future__ import annotations
 
 import os
-import struct
 import sys
 import tempfile
-import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
 import png
-import tifffile
 import torch
 from PIL import UnidentifiedImageError
 
 from . import codecs
-from .errors import DenoiseError
+from .errors import DenoiseError, plain_reason
 
 PathLike = Union[str, Path]
 STDIO = "-"
@@ -96,7 +93,7 @@ def read_image(path: PathLike, max_pixels: int = MAX_PIXELS) -> Image:
         except FileNotFoundError:
             raise DenoiseError(f"{name}: no such file") from None
         except OSError as exc:
-            raise DenoiseError(f"{name}: cannot read ({exc.strerror or exc})") from None
+            raise DenoiseError(f"{name}: cannot read ({plain_reason(exc)})") from None
     return decode_image(data, name, max_pixels)
 
 
@@ -107,8 +104,11 @@ def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXEL
     try:
         if data[:4] in codecs.TIFF_SIGNATURES:
             samples, fmt, icc, exif, orientation = codecs.decode_tiff(data, name, max_pixels)
-        elif data[:8] == codecs.PNG_SIGNATURE and len(data) > 24 and data[24] == 16:  # IHDR bit depth byte
-            samples, fmt, icc, exif, orientation = codecs.decode_png16(data, name, max_pixels)
+        elif data[:8] == codecs.PNG_SIGNATURE:
+            codecs.check_png_checksums(data, name)
+            png16 = len(data) > 24 and data[24] == 16  # IHDR bit depth byte
+            decode = codecs.decode_png16 if png16 else codecs.decode_pillow
+            samples, fmt, icc, exif, orientation = decode(data, name, max_pixels)
         else:
             samples, fmt, icc, exif, orientation = codecs.decode_pillow(data, name, max_pixels)
     except DenoiseError:
@@ -116,17 +116,30 @@ def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXEL
     except UnidentifiedImageError:
         raise DenoiseError(f"{name}: not a readable image (unrecognised format or corrupt header)") from None
     except png.FormatError as exc:
-        raise DenoiseError(f"{name}: not a readable image ({_first_line(exc)})") from None
-    except (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error,
-            tifffile.TiffFileError) as exc:
-        raise DenoiseError(f"{name}: corrupt or truncated image ({_first_line(exc)})") from None
+        raise DenoiseError(f"{name}: not a readable image ({_decoder_reason(exc)})") from None
+    except MemoryError:
+        raise DenoiseError(f"{name}: not enough memory to decode this image") from None
+    except Exception as exc:  # decoders parse untrusted bytes: whatever they raise, the file is at fault
+        raise DenoiseError(f"{name}: corrupt or truncated image ({_decoder_reason(exc)})") from None
+    if samples.dtype.kind == "f":
+        _check_finite(samples, name)
     samples = _apply_orientation(samples, orientation)
     return _image_from_samples(samples, fmt, icc, exif)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
+def _decoder_reason(exc: Exception) -> str:
+    """A decoder's own words (pypng puts its class name in front of them; plain_reason drops Python's)."""
+    if isinstance(exc, png.Error) and exc.args:
+        return " ".join(str(arg) for arg in exc.args).strip().splitlines()[0]
+    return plain_reason(exc)
+
+
+def _check_finite(samples: np.ndarray, name: str) -> None:
+    """Refuse float samples that are NaN or infinite: one such value spreads through every denoiser."""
+    bad = int(np.count_nonzero(~np.isfinite(samples)))
+    if bad:
+        raise DenoiseError(f"{name}: {bad} sample(s) are NaN or infinite; replace them with numbers first")
+
 
 def _apply_orientation(samples: np.ndarray, orientation: int) -> np.ndarray:
     """Turn (H, W, C) samples upright according to the EXIF/TIFF orientation code 1..8."""
@@ -203,21 +216,29 @@ def write_image(path: PathLike, image: Image) -> None:
 
 def encode_image(image: Image, fmt: str, name: str = "<output>") -> bytes:
     """The bytes of ``image`` encoded as ``fmt`` with its sample type, alpha, ICC profile and EXIF."""
+    check_encodable(image, fmt, name)
     samples = tensor_to_samples(image.pixels, image.dtype)
     if image.alpha is not None:
         samples = np.concatenate([samples, image.alpha[:, :, None].astype(image.dtype)], axis=2)
-    dtype = np.dtype(image.dtype)
     if fmt == "TIFF":
         return codecs.encode_tiff(samples, image.icc_profile)
+    if np.dtype(image.dtype) == np.uint16:
+        return codecs.encode_png16(samples, image.icc_profile)
+    return codecs.encode_pillow(samples, fmt, image.icc_profile, image.exif)
+
+
+def check_encodable(image: Image, fmt: str, name: str = "<output>") -> None:
+    """Raise DenoiseError if ``fmt`` cannot hold ``image``'s sample type or alpha (never a silent conversion); cheap,
+    so callers check right after reading, before any work."""
+    dtype = np.dtype(image.dtype)
+    if fmt == "TIFF":
+        return
     if dtype.kind == "f":
         raise DenoiseError(f"{name}: float samples can only be written as TIFF (.tif)")
-    if dtype == np.uint16:
-        if fmt != "PNG":
-            raise DenoiseError(f"{name}: {fmt} cannot hold 16-bit samples; write .png or .tif")
-        return codecs.encode_png16(samples, image.icc_profile)
-    if fmt in ("JPEG", "BMP") and samples.shape[2] == 2 or fmt == "JPEG" and samples.shape[2] == 4:
+    if dtype == np.uint16 and fmt != "PNG":
+        raise DenoiseError(f"{name}: {fmt} cannot hold 16-bit samples; write .png or .tif")
+    if image.alpha is not None and (fmt == "JPEG" or fmt == "BMP" and image.channels == 1):
         raise DenoiseError(f"{name}: {fmt} cannot hold an alpha channel; write .png, .tif or .webp")
-    return codecs.encode_pillow(samples, fmt, image.icc_profile, image.exif)
 
 def write_bytes_atomic(path: PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder (``-``: stdout)."""

@@ -6,6 +6,7 @@ value 1.0 corresponds to ``peak`` expected photons.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -36,6 +37,8 @@ def parse_noise(text: str) -> NoiseSpec:
         level = float(value)
     except ValueError:
         raise DenoiseError(f"noise {text!r}: {value!r} is not a number") from None
+    if not math.isfinite(level):
+        raise DenoiseError(f"noise {text!r}: the level must be a finite number")
     if level < 0 or (kind == "poisson" and level == 0):
         raise DenoiseError(f"noise {text!r}: the level must be positive")
     return NoiseSpec(kind, level)

@@ -13,16 +13,18 @@ from typing import Optional
 
 import click
 
-from ..batch.compare import compare_files, compare_folders
+from ..batch.compare import check_map_path, compare_files, compare_folders
 from ..batch.jobs import plan_jobs
 from ..batch.report import check_report_path, summarize, write_report
 from ..batch.runner import RunOptions, run_batch
 from ..core.device import resolve_device
-from ..core.errors import DenoiseError, UsageError
+from ..core.errors import UsageError, plain_reason
+from ..core.imageio import STDIO
 from ..methods import METHODS, Method
 from .config import Defaults, load_defaults
-from .options import AutoOr, NoiseType, batch_options, device_option, experiment_options
+from .options import AutoOr, FiniteFloat, NoiseType, batch_options, device_option, experiment_options
 from .terminal import TerminalEvents, print_scores
+
 
 class ExitStatus(enum.IntEnum):
     SUCCESS = 0
@@ -66,38 +68,53 @@ def _plain(value):
 
 
 def run_method(ctx: click.Context, method: Method, settings: dict, **options) -> None:
-    """Plan, run, report and exit with the batch's status."""
-    report_path = options["report"]
-    if report_path:
-        check_report_path(report_path)
+    """Plan (every file the run will write is checked here, before any work), run, report, exit with the status."""
     device = resolve_device(options["device"])
     jobs = plan_jobs(options["inputs"], options["output"], options["output_dir"], options["reference"],
-                     method.suffix)
-    run_options = RunOptions(device=device, seed=options["seed"], overwrite=options["overwrite"],
-                             skip_existing=options["skip_existing"], add_noise=options.get("add_noise"),
-                             save_noisy=options.get("save_noisy", False))
+                     method.suffix, save_noisy=options.get("save_noisy", False), overwrite=options["overwrite"],
+                     skip_existing=options["skip_existing"])
+    if any(job.output == STDIO for job in jobs) and sys.stdout.isatty():
+        raise UsageError("refusing to write image bytes to the terminal: redirect stdout (> out.png) or give -o FILE")
+    report_path = options["report"]
+    if report_path:  # a resumed run (--skip-existing) rewrites its own report
+        check_report_path(report_path, [job.source for job in jobs], options["overwrite"] or options["skip_existing"])
+    run_options = RunOptions(device=device, seed=options["seed"], add_noise=options.get("add_noise"))
     quiet, verbose = options["quiet"], options["verbose"]
     if verbose and not quiet:
         click.echo(f"denoise {method.name}: {len(jobs)} image(s) on {device}", err=True)
     names = list(settings) + [name for name in ("add_noise", "add", "device", "seed") if name in ctx.params]
     params = _params(ctx, dict.fromkeys(names))
-    events = TerminalEvents(quiet, verbose, len(jobs))
+    events = TerminalEvents(quiet, verbose, len(jobs), method.name)
     started = time.perf_counter()
 
-    def save(records):
-        if report_path:
-            write_report(report_path, records, summarize(records, time.perf_counter() - started))
+    def finish(records: list, interrupted: bool = False) -> tuple[dict, bool]:
+        """The summary, and whether the report (if asked for) was written."""
+        not_processed = [job.source for job in jobs[len(records):]] if interrupted else []
+        summary = summarize(records, time.perf_counter() - started, not_processed, interrupted)
+        if not report_path:
+            return summary, True
+        try:
+            write_report(report_path, records, summary)
+        except OSError as exc:
+            click.echo(f"denoise: report {report_path}: cannot write ({plain_reason(exc)})", err=True)
+            return summary, False
+        return summary, True
 
     try:
-        records = run_batch(jobs, method, settings, run_options, events, params, on_interrupt=save)
+        records = run_batch(jobs, method, settings, run_options, events, params,
+                            on_interrupt=lambda done: finish(done, interrupted=True))
     finally:
         events.close()
-    save(records)
-    summary = summarize(records, time.perf_counter() - started)
+    summary, reported = finish(records)
     if not quiet:
+        if summary["unscored"] and options["reference"]:
+            click.echo(f"denoise: {len(summary['unscored'])} of {summary['done']} image(s) had no reference in "
+                       f"{options['reference']} and are left out of the means: "
+                       f"{', '.join(summary['unscored'][:3])}{', ...' if len(summary['unscored']) > 3 else ''}",
+                       err=True)
         click.echo(f"denoise {method.name}: {summary['done']} done, {summary['skipped']} skipped, "
                    f"{summary['failed']} failed in {summary['seconds']:.1f}s", err=True)
-    ctx.exit(ExitStatus.ERROR if summary["failed"] else ExitStatus.SUCCESS)
+    ctx.exit(ExitStatus.ERROR if summary["failed"] or not reported else ExitStatus.SUCCESS)
 
 
 @cli.command()
@@ -108,7 +125,7 @@ def run_method(ctx: click.Context, method: Method, settings: dict, **options) ->
 @click.option("--channels", type=click.Choice(["coupled", "separate"]), show_default=True,
               help="coupled: one gradient magnitude across colour channels (no colour fringes).")
 @click.option("--max-iter", type=click.IntRange(min=1), show_default=True)
-@click.option("--tol", type=click.FloatRange(min=0), show_default=True,
+@click.option("--tol", type=FiniteFloat(min=0), show_default=True,
               help="Stop when the certified RMSE bound from the exact solution is below this ([0, 1] units).")
 @experiment_options
 @batch_options
@@ -122,10 +139,10 @@ def tv(ctx: click.Context, weight, norm, channels, max_iter, tol, **options) -> 
 @cli.command()
 @click.option("--iterations", type=AutoOr(int, 1), show_default=True,
               help="Optimiser steps; 'auto' is the paper's 2000 with --exact, fewer cheaper ones otherwise.")
-@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), show_default=True)
+@click.option("--learning-rate", type=FiniteFloat(min=0, min_open=True), show_default=True)
 @click.option("--step-size", type=AutoOr(int, 1), show_default=True,
               help="StepLR period (steps); 'auto' is 3/4 of the steps (the paper's 1500 of 2000).")
-@click.option("--gamma", type=click.FloatRange(min=0, min_open=True), show_default=True, help="StepLR factor.")
+@click.option("--gamma", type=FiniteFloat(min=0, min_open=True), show_default=True, help="StepLR factor.")
 @click.option("--channels", type=click.IntRange(min=1), show_default=True, help="Network width.")
 @click.option("--exact", is_flag=True, help="The paper's procedure step for step (slower).")
 @experiment_options
@@ -155,10 +172,12 @@ def noise(ctx: click.Context, add, **options) -> None:
 @click.argument("b", type=click.Path())
 @click.option("--json", "json_output", is_flag=True, help="Print ssim, psnr, ms_ssim and the settings as JSON.")
 @click.option("--csv", "csv_output", is_flag=True, help="Print CSV rows (folders: one per pair, then the mean).")
-@click.option("--map", "map_output", type=click.Path(dir_okay=False), help="Write the SSIM map as an image.")
+@click.option("--map", "map_output", type=click.Path(dir_okay=False),
+              help="Write the SSIM map (valid region; float TIFF unclipped, else clipped to [0, 1]).")
+@click.option("--overwrite", is_flag=True, envvar="DENOISE_OVERWRITE", help="Replace an existing --map file.")
 @device_option
 @click.pass_context
-def ssim_command(ctx: click.Context, a, b, json_output, csv_output, map_output, device) -> None:
+def ssim_command(ctx: click.Context, a, b, json_output, csv_output, map_output, overwrite, device) -> None:
     """Score B against A: SSIM (Wang 2004), PSNR, MS-SSIM.
 
     Prints the SSIM alone unless --json or --csv. Two folders are paired by relative path, one row per pair and the
@@ -168,9 +187,12 @@ def ssim_command(ctx: click.Context, a, b, json_output, csv_output, map_output, 
     if as_json and as_csv:
         raise click.UsageError("give --json or --csv, not both")
     torch_device = resolve_device(device)
-    if os.path.isdir(a) and os.path.isdir(b):
-        if map_path:
-            raise click.UsageError("--map works on a pair of files, not folders")
+    folders = os.path.isdir(a) and os.path.isdir(b)
+    if map_path and folders:
+        raise click.UsageError("--map works on a pair of files, not folders")
+    if map_path:
+        check_map_path(map_path, [a, b], overwrite)
+    if folders:
         result = compare_folders(a, b, torch_device, all_scores=as_json or as_csv)
         for problem in result["errors"]:
             click.echo(f"denoise: {problem}", err=True)
@@ -178,55 +200,3 @@ def ssim_command(ctx: click.Context, a, b, json_output, csv_output, map_output, 
         ctx.exit(ExitStatus.ERROR if result["errors"] else ExitStatus.SUCCESS)
     result = compare_files(a, b, torch_device, map_path, all_scores=as_json or as_csv)
     print_scores(result, as_json, as_csv, folders=False)
-
-# ----------------------------------------------------------------------------------------------------------- main
-
-def main(argv: Optional[list] = None) -> None:
-    """Console entry point: one-line errors, documented exit codes, no tracebacks."""
-    try:
-        status = cli.main(args=argv, prog_name="denoise", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("denoise: interrupted", err=True)
-        sys.exit(ExitStatus.INTERRUPTED)
-    except KeyboardInterrupt:
-        click.echo("\ndenoise: interrupted", err=True)
-        sys.exit(ExitStatus.INTERRUPTED)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except UsageError as exc:
-        click.echo(f"denoise: {exc}", err=True)
-        sys.exit(ExitStatus.USAGE)
-    except DenoiseError as exc:
-        click.echo(f"denoise: {exc}", err=True)
-        sys.exit(ExitStatus.ERROR)
-    except BrokenPipeError:
-        sys.stderr.close()
-        sys.exit(ExitStatus.ERROR)
-    except Exception as exc:  # a bug: still one line, the traceback only on request
-        if os.environ.get("DENOISE_DEBUG"):
-            raise
-        click.echo(f"denoise: internal error: {type(exc).__name__}: {exc}".splitlines()[0]
-                   + " (set DENOISE_DEBUG=1 for the traceback)", err=True)
-        sys.exit(ExitStatus.ERROR)
-    sys.exit(status if isinstance(status, int) else ExitStatus.SUCCESS)
-
-
-def run() -> None:
-    """The installed ``denoise`` command and ``python -m denoise_cli``: :func:`main`, then a fast exit.
-
-    Once the work is done and the output flushed, the process ends with ``os._exit``: tearing down an interpreter
-    that has loaded torch takes about 0.5 s (measured), a fifth of a 4K ``denoise ssim``. Every file we write is
-    closed and renamed into place before main returns and no thread is left running, so nothing is lost.
-    """
-    try:
-        main()
-        code = ExitStatus.SUCCESS
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else ExitStatus.ERROR
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except (BrokenPipeError, ValueError):  # reader gone, or stream closed after a broken pipe
-        code = code or ExitStatus.ERROR
-    os._exit(code)

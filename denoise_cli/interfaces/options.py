@@ -1,6 +1,8 @@
 """The click pieces the commands share: option types (``auto`` or a number, a noise spec) and option groups."""
 from __future__ import annotations
 
+import math
+
 import click
 
 from ..core.device import DEVICE_CHOICES
@@ -19,6 +21,8 @@ class AutoOr(click.ParamType):
         if isinstance(value, str) and value.strip().lower() == "auto":
             return "auto"
         number = self._number(value)
+        if number is not None and not math.isfinite(number):
+            self.fail(f"must be 'auto' or a finite number, got {value!r}", param, ctx)
         if number is None:
             what = "an integer" if self.kind is int else "a number"
             self.fail(f"{value!r} is neither 'auto' nor {what}", param, ctx)
@@ -37,6 +41,20 @@ class AutoOr(click.ParamType):
             return float(value)
         except (TypeError, ValueError):
             return None
+
+
+class FiniteFloat(click.FloatRange):
+    """A float range that also refuses nan and infinity (click's FloatRange lets nan through every bound)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"must be a finite number, got {value!r}", param, ctx)
+        return number
+
+
+#: Seeds are 0 .. 2^63 - 1: the runner adds a 32-bit hash of each image's path, and torch takes 64 bits.
+SEED_RANGE = click.IntRange(0, 2 ** 63 - 1)
 
 
 class NoiseType(click.ParamType):
@@ -74,12 +92,13 @@ def batch_options(f):
         click.option("--reference", type=click.Path(), help="Clean image or folder (paired by relative path or "
                      "stem) for PSNR/SSIM of input and output."),
         click.option("--report", type=click.Path(dir_okay=False), help="Write a report: PATH.json or PATH.csv."),
-        click.option("--seed", type=int, show_default=True, envvar=_common_envvar("seed"),
+        click.option("--seed", type=SEED_RANGE, show_default=True, envvar=_common_envvar("seed"),
                      help="Seed for synthetic noise and stochastic methods."),
         device_option,
         click.option("-q", "--quiet", is_flag=True, envvar=_common_envvar("quiet"),
                      help="Print nothing but errors."),
-        click.option("-v", "--verbose", count=True, help="Print the device and each image's facts."),
+        click.option("-v", "--verbose", count=True, envvar=_common_envvar("verbose"),
+                     help="Print the device and each image's facts."),
     ]
     for option in reversed(options):
         f = option(f)

@@ -14,26 +14,40 @@ from ..batch.runner import Events
 
 
 class TerminalEvents(Events):
-    """Progress bars on stderr (only on a terminal) and one line per failure; -v adds a line per image."""
+    """Progress bars on stderr (only on a terminal) and one line per failure; -v adds a line per image.
 
-    def __init__(self, quiet: bool, verbose: int, total: int):
+    The second bar shows the current image's phase (its own count of steps: SURE solves while the weight is chosen,
+    the percent of the way to the certified tolerance on a log scale while TV solves, optimiser steps while ZS-N2N
+    fits); a new phase starts a new bar.
+    """
+
+    def __init__(self, quiet: bool, verbose: int, total: int, method: str = ""):
         self.quiet, self.verbose = quiet, verbose
         show = not quiet and sys.stderr.isatty()
-        self.images = tqdm(total=total, desc="images", unit="img", disable=not show or total < 2, position=0,
-                           file=sys.stderr)
+        self.images = tqdm(total=total, desc=f"{method} images".strip(), unit="img", disable=not show or total < 2,
+                           position=0, file=sys.stderr)
         self.steps: Optional[tqdm] = None
+        self.name, self.phase = "", None
         self.show = show
 
     def started(self, index: int, total: int, job: Job) -> None:
-        if self.show:
-            self.steps = tqdm(desc=os.path.basename(job.source), unit="step", leave=False, position=1,
-                              file=sys.stderr)
+        self.name, self.phase = os.path.basename(job.source), None
 
     def progress(self, done: int, steps: int, facts: dict) -> None:
-        if self.steps is not None:
-            self.steps.total = steps
-            self.steps.n = done
-            self.steps.set_postfix({k: f"{v:.3g}" for k, v in facts.items()}, refresh=True)
+        if not self.show:
+            return
+        phase = facts.get("phase", "working")
+        if self.steps is None or phase != self.phase:
+            if self.steps is not None:
+                self.steps.close()
+            unit = "%" if phase == "solving" else "step"
+            self.steps = tqdm(total=steps, desc=f"{self.name}: {phase}", unit=unit, leave=False, position=1,
+                              file=sys.stderr)
+            self.phase = phase
+        self.steps.total = steps
+        self.steps.n = done
+        shown = {k: f"{v:.3g}" for k, v in facts.items() if isinstance(v, (int, float))}
+        self.steps.set_postfix(shown, refresh=True)
 
     def finished(self, record: dict) -> None:
         if self.steps is not None:
@@ -51,7 +65,7 @@ class TerminalEvents(Events):
 
 def describe(record: dict) -> str:
     parts = [f"{record['input']} -> {record['output']}: {record['status']}", f"{record['seconds']:.2f}s"]
-    for key, label in (("iterations", "iterations"), ("sigma_estimate", "sigma"), ("weight", "weight")):
+    for key, label in (("iterations", "iterations"), ("sigma_estimate", "sigma (0-255)"), ("weight", "weight")):
         if isinstance(record.get(key), (int, float)):
             parts.append(f"{label} {record[key]:.4g}")
     if "rmse_bound" in record["facts"]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-ProgressCallback = Callable[[int, int, dict], None]  # (steps done, steps in all, facts so far)
+#: (steps done, steps in all, facts so far); facts["phase"] names what the steps count ("choosing the weight",
+#: "solving", "fitting"), and a new phase starts its count again.
+ProgressCallback = Callable[[int, int, dict], None]
 MethodFunction = Callable[..., tuple]  # (x, *, progress=None, **settings) -> (tensor, facts)
 
 

@@ -21,8 +21,9 @@ from typing import Optional, Union
 
 import torch
 
+from ..core.errors import DenoiseError
 from .base import ProgressCallback
-from .noise_level import estimate_noise
+from .noise_level import PATCH, estimate_noise
 from .operators import (check_modes, divergence_of_dual, duality_gap, gradient_into, group_dims,
                         project_to_dual_ball_, zero_dual)
 from .sure import sure_parameter
@@ -49,26 +50,34 @@ SURE_TILE = 256
 SURE_MIN_SIGMA_FRACTION = 0.875
 
 
-
-def auto_weight(x: torch.Tensor, norm: str = "isotropic", channels: str = "coupled",
-                max_iter: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+def auto_weight(x: torch.Tensor, norm: str = "isotropic", channels: str = "coupled", max_iter: int = 1000,
+                progress: Optional[ProgressCallback] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Lambda for each image of (N, C, H, W) in [0, 1], chosen without the clean image: (lambda, sigma_hat), (N,).
 
     sigma_hat is the effective noise level from :func:`noise_level.estimate_noise`, at least SURE_MIN_SIGMA_FRACTION
     of the underlying one; lambda minimises Monte-Carlo SURE of the ROF solution (see :mod:`sure`) over [0.5, 2] x
-    the calibrated rule, to 5%, measured on up to four 256x256 tiles of the image.
+    the calibrated rule, to 5%, measured on up to four 256x256 tiles of the image. ``progress`` hears of each solve
+    (phase "choosing the weight"). Images under 7x7 pixels raise DenoiseError: their noise cannot be estimated.
     """
     check_modes(norm, channels)
+    height, width = x.shape[-2:]
+    if min(height, width) < PATCH:
+        raise DenoiseError(f"a {width}x{height} image is too small to estimate its noise (it takes at least "
+                           f"{PATCH}x{PATCH} pixels): give the weight as a number")
     noise = estimate_noise(x)
     sigma = torch.maximum(noise.effective, SURE_MIN_SIGMA_FRACTION * noise.underlying)
     dims = group_dims(norm, channels)
     rule = AUTO_WEIGHT_SLOPE[norm] * (math.sqrt(x.shape[1]) if channels == "coupled" else 1.0)
 
     dual: dict = {}  # each solve starts from the last one's dual solution: neighbouring lambdas are close
+    solves = {"done": 0, "expected": x.shape[0] * _golden_evaluations(SURE_BRACKET[1] / SURE_BRACKET[0])}
 
     def solve(batch: torch.Tensor, lam: float) -> torch.Tensor:
         weights = torch.full((batch.shape[0],), lam, dtype=torch.float32, device=batch.device)
         u, dual["p"], _ = _fista_dual(batch, weights, dims, max_iter, SURE_SOLVER_TOL, 10, None, dual.get("p"))
+        solves["done"] += 1
+        if progress is not None:
+            progress(min(solves["done"], solves["expected"]), solves["expected"], {"phase": "choosing the weight"})
         return u
 
     weights = []
@@ -81,6 +90,12 @@ def auto_weight(x: torch.Tensor, norm: str = "isotropic", channels: str = "coupl
         low, high = SURE_BRACKET[0] * centre, SURE_BRACKET[1] * centre
         weights.append(sure_parameter(solve, _sure_tiles(image), noise, low, high, SURE_REL_TOL))
     return torch.tensor(weights, dtype=torch.float64), sigma
+
+
+def _golden_evaluations(ratio: float) -> int:
+    """How many evaluations :func:`sure.golden_max` makes on a bracket [a, ratio * a] to SURE_REL_TOL."""
+    shrink = (math.sqrt(5) - 1) / 2
+    return 2 + max(0, math.ceil(math.log(SURE_REL_TOL / math.log(ratio)) / math.log(shrink)))
 
 
 def _sure_tiles(image: torch.Tensor) -> torch.Tensor:
@@ -118,17 +133,34 @@ def tv_denoise(x: torch.Tensor, weight: Union[float, str, torch.Tensor] = "auto"
     if isinstance(weight, str):
         if weight != "auto":
             raise ValueError(f"weight must be a number or 'auto', got {weight!r}")
-        lam, sigma = auto_weight(x, norm, channels, max_iter)
+        lam, sigma = auto_weight(x, norm, channels, max_iter, progress)
         facts["sigma"] = sigma.tolist()
     else:
-        lam = torch.as_tensor(weight, dtype=torch.float32).reshape(-1).expand(x.shape[0])
-    if (lam < 0).any():
-        raise ValueError("weight must be >= 0")
+        lam = torch.as_tensor(weight, dtype=torch.float64).reshape(-1).expand(x.shape[0])
+    if not bool(torch.isfinite(lam).all()) or bool((lam < 0).any()):
+        raise ValueError(f"weight must be a finite number >= 0, got {lam.tolist()}")
     facts["weight"] = lam.tolist()
-    u, _, solver_facts = _fista_dual(x.float(), lam.to(x.device, torch.float32), group_dims(norm, channels),
-                                  max_iter, tol, check_every, progress)
+    flat = lam.cpu() >= mean_weight(x)  # the exact solution is the mean: no iterations needed
+    solver_lam = torch.where(flat, torch.zeros_like(lam), lam).to(x.device, torch.float32)
+    u, _, solver_facts = _fista_dual(x.float(), solver_lam, group_dims(norm, channels), max_iter, tol, check_every,
+                                     progress)
+    if bool(flat.any()):
+        u = torch.where(flat.to(x.device).view(-1, 1, 1, 1), x.float().mean(dim=(2, 3), keepdim=True), u)
     facts.update(solver_facts)
     return u.to(x.dtype), facts
+
+
+def mean_weight(x: torch.Tensor) -> torch.Tensor:
+    """A weight (N,), float64 on the CPU, from which on the ROF solution of each image of (N, C, H, W) is its channel
+    means, in every norm and channel mode.
+
+    The row-wise partial sums of f - (row mean), then the column-wise ones of (row mean) - (mean), make a dual field
+    P with div P = mean - f whose groups are at most sqrt(C) (H + W) / 4 times the value range; p = P / lambda is
+    feasible from that lambda on, and u = f + lambda div p is then the mean.
+    """
+    channels, height, width = x.shape[1:]
+    value_range = (x.flatten(1).amax(dim=1) - x.flatten(1).amin(dim=1)).double().cpu()
+    return math.sqrt(channels) * (height + width) / 4 * value_range
 
 
 def _fista_dual(f: torch.Tensor, lam: torch.Tensor, dims: tuple, max_iter: int, tol: float, check_every: int,
@@ -153,6 +185,7 @@ def _fista_dual(f: torch.Tensor, lam: torch.Tensor, dims: tuple, max_iter: int, 
     gap = bound.clone()
     u = f
     iteration = 0
+    first_bound, shown = 0.0, 0  # for progress: the first certified bound, and the percent shown so far
     while iteration < max_iter:
         iteration += 1
         # three preallocated buffers, no allocation of dual-sized arrays (page faults cost as much as the maths)
@@ -174,9 +207,20 @@ def _fista_dual(f: torch.Tensor, lam: torch.Tensor, dims: tuple, max_iter: int, 
             bound = torch.sqrt(2.0 * gap.clamp_min(0) / values_per_image)
             worst = float(bound.max())
             if progress is not None:
-                progress(iteration, max_iter, {"rmse_bound": worst})
+                first_bound = first_bound or worst
+                shown = max(shown, _percent_certified(first_bound, worst, tol))
+                progress(shown, 100, {"phase": "solving", "rmse_bound": worst})
             if worst <= tol:
                 break
     gap = gap.clamp_min(0) / values_per_image
     return u, p, {"iterations": iteration, "gap": gap.tolist(), "rmse_bound": bound.tolist(),
                "converged": bool((bound <= tol).all())}
+
+
+def _percent_certified(first: float, bound: float, tol: float) -> int:
+    """How far the certified bound has come from its first value toward ``tol``, on a log scale, in percent."""
+    if bound <= tol:
+        return 100
+    if first <= tol or bound >= first:
+        return 0
+    return min(99, int(100 * math.log(first / bound) / math.log(first / tol)))

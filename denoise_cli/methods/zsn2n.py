@@ -117,7 +117,8 @@ def _random_crop(x: torch.Tensor, size: int, generator: torch.Generator) -> torc
 
 @torch.no_grad()
 def apply_denoiser(model: nn.Module, x: torch.Tensor, tile: int = INFERENCE_TILE) -> torch.Tensor:
-    """x - model(x) clamped to [0, 1], tile by tile with a halo, equal to the whole-image pass."""
+    """x - model(x), tile by tile with a halo, equal to the whole-image pass. Not clipped: like every method, values
+    outside [0, 1] are kept (a float file keeps them; an integer file clips when it is written)."""
     out = torch.empty_like(x)
     h, w = x.shape[-2:]
     r = RECEPTIVE_RADIUS
@@ -126,7 +127,7 @@ def apply_denoiser(model: nn.Module, x: torch.Tensor, tile: int = INFERENCE_TILE
             t0, l0 = max(top - r, 0), max(left - r, 0)
             t1, l1 = min(top + tile + r, h), min(left + tile + r, w)
             block = x[..., t0:t1, l0:l1]
-            result = (block - model(block)).clamp(0, 1)
+            result = block - model(block)
             out[..., top:top + tile, left:left + tile] = result[..., top - t0:top - t0 + tile,
                                                                 left - l0:left - l0 + tile]
     return out
@@ -189,6 +190,6 @@ def _fit(image: torch.Tensor, iterations: int, learning_rate: float, step_size: 
         optimizer.step()
         scheduler.step()
         if progress is not None and (step % report_every == 0 or step == iterations):
-            progress(step, iterations, {"loss": float(loss.detach())})
+            progress(step, iterations, {"phase": "fitting", "loss": float(loss.detach())})
     model.eval()
     return model, float(loss.detach())
