@@ -144,8 +144,9 @@ def test_ctrl_c_leaves_no_partial_file_and_a_rerun_finishes(tmp_path, retina, gr
     save(tmp_path / "in" / "a.png", grass[:16, :16])
     save(tmp_path / "in" / "b.png", noisy_copy(retina, 20))
     out = tmp_path / "out"
+    report = tmp_path / "run.json"
     command = [sys.executable, "-m", "denoise_cli", "zsn2n", str(tmp_path / "in"), "--output-dir", str(out),
-               "--iterations", "3000", "--exact"]
+               "--iterations", "3000", "--exact", "--report", str(report)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while not (out / "a.png").exists() and time.time() < deadline and process.poll() is None:
@@ -157,6 +158,8 @@ def test_ctrl_c_leaves_no_partial_file_and_a_rerun_finishes(tmp_path, retina, gr
     assert process.returncode == 130, stderr.decode()
     assert b"interrupted" in stderr and b"Traceback" not in stderr
     assert sorted(p.name for p in out.iterdir()) == ["a.png"]  # no partial b.png, no temporary file
+    summary = json.loads(report.read_text())["summary"]
+    assert summary["interrupted"] is True and summary["not_processed"] == [str(tmp_path / "in" / "b.png")]
     resumed = run_subprocess("zsn2n", tmp_path / "in", "--output-dir", out, "--iterations", "5", "--skip-existing")
     assert resumed.returncode == 0
     assert b"1 done, 1 skipped, 0 failed" in resumed.stderr

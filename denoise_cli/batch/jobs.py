@@ -212,6 +212,9 @@ def write_refusal(target: str, inputs, overwrite: bool, source: Optional[str] = 
             return "would overwrite the input" if name == source else f"would overwrite the input {name}"
     if Path(target).is_dir():
         return "is a folder"
+    existing = next((parent for parent in Path(target).parents if parent.exists()), None)
+    if existing is not None and not existing.is_dir():
+        return f"cannot be made: {existing} is a file, not a folder"
     if Path(target).exists() and not overwrite:
         return "exists (use --overwrite or --skip-existing)" if source else "exists (use --overwrite)"
     return None

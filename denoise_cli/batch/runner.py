@@ -113,7 +113,10 @@ def _run_job(job: Job, method: Method, settings: dict, options: RunOptions, even
         if reference is not None:
             _check_same_shape(image, reference, job)
             record["reference"] = job.reference or job.source  # with --add-noise, the clean input itself
-        result, facts = _denoise(image, method, settings, options, events)
+        try:
+            result, facts = _denoise(image, method, settings, options, events)
+        except DenoiseError as exc:  # the method's words, about this file
+            raise DenoiseError(f"{job.source}: {exc}") from None
         output = image.with_pixels(result)
         imageio.write_image(job.output, output)
         record.update(_facts_of(facts))

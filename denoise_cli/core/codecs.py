@@ -8,6 +8,7 @@ bytes, orientation code); an encoder takes (H, W, C) samples and returns the fil
 from __future__ import annotations
 
 import io
+import logging
 import struct
 import zlib
 from typing import Iterator, Optional
@@ -28,6 +29,9 @@ TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 # Our own limit (the caller's max_pixels, checked from the header before any pixel is decoded, for every format)
 # replaces Pillow's, which warns at 89 Mpx with Python warning text and raises past 179 Mpx, below our limit.
 PILImage.MAX_IMAGE_PIXELS = None
+# tifffile logs what it finds wrong in a file as warnings, which Python would print on stderr beside our one-line
+# error; a handler of its own keeps them off the terminal (an application that configures logging still gets them).
+logging.getLogger("tifffile").addHandler(logging.NullHandler())
 
 
 def check_size(name: str, width: int, height: int, max_pixels: int) -> None:

@@ -50,4 +50,6 @@ def plain_reason(exc: BaseException) -> str:
     else:
         lines = str(exc).strip().splitlines()
         text = lines[0] if lines else "unexpected failure"
+    if isinstance(exc, OSError) and exc.filename and exc.errno in _PLAIN_OS_ERRORS:
+        text = f"{exc.filename}: {text}"
     return f"{text} [{type(exc).__name__}]" if debug_enabled() else text

@@ -10,6 +10,7 @@ to a temporary file in the target folder and are renamed into place, so a crash 
 """
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import tempfile
@@ -247,7 +248,10 @@ def write_bytes_atomic(path: PathLike, data: bytes) -> None:
         sys.stdout.buffer.flush()
         return
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # a part of the path is a file
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(target.parent)) from None
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
