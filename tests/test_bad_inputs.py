@@ -99,3 +99,9 @@ def test_a_batch_of_bad_files_still_processes_the_good_ones(tmp_path):
     assert (tmp_path / "out" / "a_good.png").exists() and (tmp_path / "out" / "z_good.png").exists()
     assert lines[-1].startswith(f"denoise tv: 2 done, 0 skipped, {len(bad)} failed")
     assert "Traceback" not in stderr and _snapshot(inputs) == before
+
+
+def test_the_documented_table_lists_every_case():
+    table = (Path(__file__).resolve().parents[1] / "docs" / "bad-inputs.md").read_text(encoding="utf-8")
+    missing = [case.name for case in CASES if f"| {case.name} | {case.code} |" not in table]
+    assert not missing, f"docs/bad-inputs.md lacks {missing}"
