@@ -9,6 +9,11 @@ import sys
 
 
 def run() -> None:
+    # torch's OpenMP threads spin while they wait for work; when other processes hold the cores (two `denoise` at
+    # once, a shell loop with xargs -P) the spinning threads starve the working ones and a run takes 10-40x longer.
+    # Passive waiting costs a single run little (benchmarks/concurrency.py) and keeps shared use from collapsing.
+    # It must be set before torch loads its OpenMP runtime; a user's own setting wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     # Importing torch makes a quarter of a million long-lived objects, and the cyclic garbage collector would walk
     # them over and over: as they appear, and again in every full collection after. Pause it for the imports, then
     # freeze what exists (frozen objects are left out of later collections): `denoise ssim` on a 4K pair goes from

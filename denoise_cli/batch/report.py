@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from ..core.errors import UsageError
+from ..core.errors import UsageError, plain_reason
 from ..core.imageio import write_bytes_atomic
 from .jobs import write_refusal
 
@@ -51,6 +51,29 @@ def write_report(path: str, records: Sequence[dict], summary: dict) -> None:
     else:
         text = _csv_text(records, summary)
     write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def merge_reports(paths: Sequence[str]) -> tuple[list, dict]:
+    """The records of several JSON reports (the shards of one batch, ``--shard I/N``) in the order given, and their
+    summary: counts and means over all images, seconds the sum of the shards' (work done, not wall time)."""
+    records: list = []
+    seconds = 0.0
+    interrupted, not_processed = False, []
+    for path in paths:
+        if Path(path).suffix.lower() != ".json":
+            raise UsageError(f"report {path}: only JSON reports can be merged (they keep every field)")
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            records += data["images"]
+            summary = data["summary"]
+        except OSError as exc:
+            raise UsageError(f"report {path}: cannot read ({plain_reason(exc)})") from None
+        except (ValueError, KeyError, TypeError):
+            raise UsageError(f"report {path}: not a denoise JSON report") from None
+        seconds += float(summary.get("seconds") or 0.0)
+        interrupted = interrupted or bool(summary.get("interrupted"))
+        not_processed += list(summary.get("not_processed") or [])
+    return records, summarize(records, seconds, not_processed, interrupted)
 
 
 def check_report_path(path: str, inputs: Sequence[str], replace: bool) -> None:

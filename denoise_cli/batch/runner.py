@@ -69,7 +69,7 @@ def run_batch(jobs: Sequence[Job], method: Method, settings: dict, options: RunO
     try:
         for index, job in enumerate(jobs):
             events.started(index, len(jobs), job)
-            record = _run_job(job, method, settings, options, events, params)
+            record = run_job(job, method, settings, options, events, params)
             records.append(record)
             events.finished(record)
     except KeyboardInterrupt:
@@ -90,7 +90,7 @@ def _new_record(job: Job, method: Method, options: RunOptions, params: dict) -> 
     }
 
 
-def _run_job(job: Job, method: Method, settings: dict, options: RunOptions, events: Events, params: dict) -> dict:
+def run_job(job: Job, method: Method, settings: dict, options: RunOptions, events: Events, params: dict) -> dict:
     record = _new_record(job, method, options, params)
     started = time.perf_counter()
     try:
@@ -127,6 +127,13 @@ def _run_job(job: Job, method: Method, settings: dict, options: RunOptions, even
     except Exception as exc:  # e.g. disk full, out of memory: this file fails, not the batch
         record.update(status="failed", error=f"{job.source}: {plain_reason(exc)}")
     record["seconds"] = round(time.perf_counter() - started, 4)
+    return record
+
+
+def failed_record(job: Job, method: Method, options: RunOptions, params: dict, error: str) -> dict:
+    """The record of a job that failed outside :func:`run_job` (its worker was lost)."""
+    record = _new_record(job, method, options, params)
+    record.update(status="failed", error=error)
     return record
 
 

@@ -1,5 +1,9 @@
-"""Choosing the torch device: ``auto`` picks the best one present; an explicit one that is missing is an error."""
+"""Choosing the torch device (``auto`` picks the best one present; an explicit one that is missing is an error) and
+how many CPU threads torch uses."""
 from __future__ import annotations
+
+import os
+from typing import Union
 
 import torch
 
@@ -40,3 +44,28 @@ def resolve_device(name: str = "auto") -> torch.device:
             raise UsageError("device 'mps' requested but Apple MPS is not available (use --device cpu or auto)")
         return torch.device("mps")
     raise UsageError(f"unknown device {name!r}: choose one of auto, cpu, cuda, cuda:N, mps")
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, e.g. a Slurm allocation), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_threads(requested: Union[int, str] = "auto") -> int:
+    """Threads for this run: a number as given; ``auto``: ``OMP_NUM_THREADS`` when the user set it, else every
+    available core."""
+    if requested != "auto":
+        return max(1, int(requested))
+    from_environment = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if from_environment.isdigit() and int(from_environment) > 0:
+        return int(from_environment)
+    return available_cores()
+
+
+def set_threads(count: int) -> None:
+    """Make torch's intra-op pool ``count`` threads (on the CPU; a GPU run needs few)."""
+    if torch.get_num_threads() != count:
+        torch.set_num_threads(max(1, count))

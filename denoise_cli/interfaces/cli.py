@@ -14,10 +14,11 @@ from typing import Optional
 import click
 
 from ..batch.compare import check_map_path, compare_files, compare_folders
+from ..batch.engines import DaskCluster, Engine, ProcessPool, Task, run_on_engine
 from ..batch.jobs import plan_jobs
-from ..batch.report import check_report_path, summarize, write_report
+from ..batch.report import check_report_path, merge_reports, summarize, write_report
 from ..batch.runner import RunOptions, run_batch
-from ..core.device import resolve_device
+from ..core.device import resolve_device, resolve_threads, set_threads
 from ..core.errors import UsageError, plain_reason
 from ..core.imageio import STDIO
 from ..methods import METHODS, Method
@@ -73,6 +74,9 @@ def run_method(ctx: click.Context, method: Method, settings: dict, **options) ->
     jobs = plan_jobs(options["inputs"], options["output"], options["output_dir"], options["reference"],
                      method.suffix, save_noisy=options.get("save_noisy", False), overwrite=options["overwrite"],
                      skip_existing=options["skip_existing"])
+    if options["shard"]:
+        index, count = options["shard"]
+        jobs = jobs[index - 1::count]
     if any(job.output == STDIO for job in jobs) and sys.stdout.isatty():
         raise UsageError("refusing to write image bytes to the terminal: redirect stdout (> out.png) or give -o FILE")
     report_path = options["report"]
@@ -80,16 +84,21 @@ def run_method(ctx: click.Context, method: Method, settings: dict, **options) ->
         check_report_path(report_path, [job.source for job in jobs], options["overwrite"] or options["skip_existing"])
     run_options = RunOptions(device=device, seed=options["seed"], add_noise=options.get("add_noise"))
     quiet, verbose = options["quiet"], options["verbose"]
-    if verbose and not quiet:
-        click.echo(f"denoise {method.name}: {len(jobs)} image(s) on {device}", err=True)
     names = list(settings) + [name for name in ("add_noise", "add", "device", "seed") if name in ctx.params]
     params = _params(ctx, dict.fromkeys(names))
+    threads = resolve_threads(options["threads"])
+    engine = make_engine(options, jobs, device, threads)
+    per_worker = max(1, threads // engine.workers) if engine else threads
+    if verbose and not quiet:
+        where = f"{engine.workers} worker process(es) x {per_worker} thread(s)" if engine else f"{threads} thread(s)"
+        click.echo(f"denoise {method.name}: {len(jobs)} image(s) on {device}, {where}", err=True)
     events = TerminalEvents(quiet, verbose, len(jobs), method.name)
     started = time.perf_counter()
 
     def finish(records: list, interrupted: bool = False) -> tuple[dict, bool]:
         """The summary, and whether the report (if asked for) was written."""
-        not_processed = [job.source for job in jobs[len(records):]] if interrupted else []
+        finished = {record["input"] for record in records}
+        not_processed = [job.source for job in jobs if job.source not in finished] if interrupted else []
         summary = summarize(records, time.perf_counter() - started, not_processed, interrupted)
         if not report_path:
             return summary, True
@@ -100,11 +109,20 @@ def run_method(ctx: click.Context, method: Method, settings: dict, **options) ->
             return summary, False
         return summary, True
 
+    def interrupted(done: list) -> None:
+        finish(done, interrupted=True)
+
     try:
-        records = run_batch(jobs, method, settings, run_options, events, params,
-                            on_interrupt=lambda done: finish(done, interrupted=True))
+        if engine is None:
+            set_threads(threads)
+            records = run_batch(jobs, method, settings, run_options, events, params, on_interrupt=interrupted)
+        else:
+            task = Task(method, settings, run_options, params, per_worker)
+            records = run_on_engine(jobs, engine, task, events, on_interrupt=interrupted)
     finally:
         events.close()
+        if engine is not None:
+            engine.close()
     summary, reported = finish(records)
     if not quiet:
         if summary["unscored"] and options["reference"]:
@@ -115,6 +133,26 @@ def run_method(ctx: click.Context, method: Method, settings: dict, **options) ->
         click.echo(f"denoise {method.name}: {summary['done']} done, {summary['skipped']} skipped, "
                    f"{summary['failed']} failed in {summary['seconds']:.1f}s", err=True)
     ctx.exit(ExitStatus.ERROR if summary["failed"] or not reported else ExitStatus.SUCCESS)
+
+
+def make_engine(options: dict, jobs: list, device, threads: int) -> Optional[Engine]:
+    """The engine the options ask for, or None to run in this process. ``--jobs auto`` is one worker per thread
+    (at most one per image) for a batch on the CPU; one image, a pipe or a GPU run in this process."""
+    dask = options["engine"] == "dask" or bool(options["scheduler"])
+    in_pipe = any(job.source == STDIO or job.output == STDIO for job in jobs)
+    if options["jobs"] == "auto":
+        workers = min(threads, len(jobs)) if device.type == "cpu" and not in_pipe else 1
+    else:
+        workers = min(int(options["jobs"]), len(jobs))
+    if dask:
+        if in_pipe:
+            raise UsageError("stdin and stdout stay on this machine: the dask engine needs files")
+        return DaskCluster(max(1, workers), options["scheduler"])
+    if workers <= 1:
+        return None
+    if in_pipe:
+        raise UsageError("stdin and stdout need --jobs 1")
+    return ProcessPool(workers, device)
 
 
 @cli.command()
@@ -163,6 +201,23 @@ def noise(ctx: click.Context, add, **options) -> None:
     """Write noisy copies (NAME.noisy.EXT) of clean images, seeded by --seed."""
     options["add_noise"] = add
     run_method(ctx, METHODS["noise"], {}, **options)
+
+
+@cli.group()
+def report() -> None:
+    """Work with run reports."""
+
+
+@report.command("merge")
+@click.argument("reports", nargs=-1, required=True, type=click.Path(dir_okay=False), metavar="REPORT.json...")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The merged report: "
+              "PATH.json or PATH.csv.")
+@click.option("--overwrite", is_flag=True, envvar="DENOISE_OVERWRITE", help="Replace an existing output.")
+def merge(reports, output, overwrite) -> None:
+    """Merge the JSON reports of a batch run in shards (--shard I/N) into one, rows in the order given."""
+    check_report_path(output, list(reports), overwrite)
+    records, summary = merge_reports(reports)
+    write_report(output, records, summary)
 
 
 # ---------------------------------------------------------------------------------------------------------- score

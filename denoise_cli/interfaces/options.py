@@ -57,6 +57,20 @@ class FiniteFloat(click.FloatRange):
 SEED_RANGE = click.IntRange(0, 2 ** 63 - 1)
 
 
+class Shard(click.ParamType):
+    """``I/N``: the I-th (1-based) of N deterministic slices of the input list, for job arrays."""
+
+    name = "I/N"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        index, _, count = str(value).partition("/")
+        if not (index.strip().isdigit() and count.strip().isdigit()) or not 1 <= int(index) <= int(count):
+            self.fail(f"expected I/N with 1 <= I <= N, e.g. 2/8, got {value!r}", param, ctx)
+        return int(index), int(count)
+
+
 class NoiseType(click.ParamType):
     """``gaussian:SIGMA`` (0-255 scale) or ``poisson:PEAK``."""
 
@@ -95,6 +109,20 @@ def batch_options(f):
         click.option("--seed", type=SEED_RANGE, show_default=True, envvar=_common_envvar("seed"),
                      help="Seed for synthetic noise and stochastic methods."),
         device_option,
+        click.option("--jobs", type=AutoOr(int, 1), show_default=True, envvar=_common_envvar("jobs"),
+                     help="Worker processes over the images; 'auto': one per core for a batch on the CPU, none "
+                          "(in this process) for one image or a GPU."),
+        click.option("--threads", type=AutoOr(int, 1), show_default=True, envvar=_common_envvar("threads"),
+                     help="CPU threads in all ('auto': OMP_NUM_THREADS if set, else every core), shared by the "
+                          "workers."),
+        click.option("--engine", type=click.Choice(["local", "dask"]), show_default=True,
+                     envvar=_common_envvar("engine"), help="local: this machine; dask: a Dask cluster (a new local "
+                     "one, or --scheduler's)."),
+        click.option("--scheduler", type=str, envvar=_common_envvar("scheduler"), metavar="ADDRESS",
+                     help="A running Dask scheduler, e.g. tcp://host:8786 (implies --engine dask)."),
+        click.option("--shard", type=Shard(), envvar=_common_envvar("shard"),
+                     help="Run only the I-th of N slices of the inputs (job arrays); merge the reports with "
+                          "'denoise report merge'."),
         click.option("-q", "--quiet", is_flag=True, envvar=_common_envvar("quiet"),
                      help="Print nothing but errors."),
         click.option("-v", "--verbose", count=True, envvar=_common_envvar("verbose"),
