@@ -63,7 +63,8 @@ def main() -> None:
             noisy = np.clip(np.rint(crop + rng.normal(0, 25, crop.shape)), 0, 255).astype(np.uint8)
             Image.fromarray(noisy).save(folder / path.name)
         tiles = [np.asarray(Image.open(p))[:500, :500] for p in paths[:4]]
-        big = np.tile(np.block([[tiles[0], tiles[1]], [tiles[2], tiles[3]]]), (3, 3, 1))[:2048, :2048]
+        square = np.concatenate([np.concatenate(tiles[:2], axis=1), np.concatenate(tiles[2:], axis=1)], axis=0)
+        big = np.tile(square, (3, 3, 1))[:2048, :2048]
         Image.fromarray(big.astype(np.uint8)).save(work / "big.png")
 
         def tv(source, out, *extra):

@@ -12,12 +12,13 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExe
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_all_start_methods, get_context
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 
-from ..core.device import set_threads
+from ..core.device import resolve_threads, set_threads
 from ..core.errors import UsageError
+from ..core.imageio import STDIO
 from ..methods import Method
 from .jobs import Job
 from .runner import Events, RunOptions, failed_record, run_job
@@ -31,7 +32,7 @@ class Task:
     settings: dict
     options: RunOptions
     params: dict
-    threads: int
+    threads: int  # per worker; 0: what the worker's machine gives it (resolve_threads there)
 
 
 class WorkerLost(Exception):
@@ -44,7 +45,7 @@ _in_job = False  # in a worker process: is a job running (so a stop request unwi
 def run_in_worker(job: Job, task: Task) -> dict:
     """A worker's whole part of one job: read, denoise, write atomically, return the record."""
     global _in_job
-    set_threads(task.threads)
+    set_threads(task.threads or resolve_threads("auto"))
     _in_job = True
     try:
         return run_job(job, task.method, task.settings, task.options, Events(), task.params)
@@ -70,6 +71,10 @@ class Engine:
     """An executor to submit jobs to, how many jobs to keep in flight, and what to do when a worker is lost."""
 
     workers: int = 1
+
+    def threads_per_worker(self, total: int) -> int:
+        """Each worker's share of this machine's ``total`` threads (0: the worker decides, on its own machine)."""
+        return max(1, total // self.workers)
 
     def submit(self, job: Job, task: Task) -> Future:
         raise NotImplementedError
@@ -160,6 +165,9 @@ class DaskCluster(Engine):
             self.workers = workers
         self.executor: Executor = self.client.get_executor(retries=retries, pure=False)
 
+    def threads_per_worker(self, total: int) -> int:
+        return 0 if self.cluster is None else super().threads_per_worker(total)
+
     def submit(self, job: Job, task: Task) -> Future:
         return self.executor.submit(run_in_worker, job, task)
 
@@ -170,6 +178,26 @@ class DaskCluster(Engine):
         self.client.close()
         if self.cluster is not None:
             self.cluster.close()
+
+
+def choose_engine(jobs_option: Union[int, str], engine: str, scheduler: Optional[str], jobs: Sequence[Job],
+                  device: torch.device, threads: int) -> Optional[Engine]:
+    """The engine the options ask for, or None to run in this process. ``--jobs auto`` is one worker per thread
+    (at most one per image) for a batch on the CPU; one image, a pipe or a GPU run in this process."""
+    in_pipe = any(job.source == STDIO or job.output == STDIO for job in jobs)
+    if jobs_option == "auto":
+        workers = min(threads, len(jobs)) if device.type == "cpu" and not in_pipe else 1
+    else:
+        workers = min(int(jobs_option), len(jobs))
+    if engine == "dask" or scheduler:
+        if in_pipe:
+            raise UsageError("stdin and stdout stay on this machine: the dask engine needs files")
+        return DaskCluster(max(1, workers), scheduler)
+    if workers <= 1:
+        return None
+    if in_pipe:
+        raise UsageError("stdin and stdout need --jobs 1")
+    return ProcessPool(workers, device)
 
 
 def run_on_engine(jobs: Sequence[Job], engine: Engine, task: Task, events: Optional[Events] = None,

@@ -14,7 +14,7 @@ from typing import Optional
 import click
 
 from ..batch.compare import check_map_path, compare_files, compare_folders
-from ..batch.engines import DaskCluster, Engine, ProcessPool, Task, run_on_engine
+from ..batch.engines import Task, choose_engine, run_on_engine
 from ..batch.jobs import plan_jobs
 from ..batch.report import check_report_path, merge_reports, summarize, write_report
 from ..batch.runner import RunOptions, run_batch
@@ -87,10 +87,11 @@ def run_method(ctx: click.Context, method: Method, settings: dict, **options) ->
     names = list(settings) + [name for name in ("add_noise", "add", "device", "seed") if name in ctx.params]
     params = _params(ctx, dict.fromkeys(names))
     threads = resolve_threads(options["threads"])
-    engine = make_engine(options, jobs, device, threads)
-    per_worker = max(1, threads // engine.workers) if engine else threads
+    engine = choose_engine(options["jobs"], options["engine"], options["scheduler"], jobs, device, threads)
+    per_worker = engine.threads_per_worker(threads) if engine else threads
     if verbose and not quiet:
-        where = f"{engine.workers} worker process(es) x {per_worker} thread(s)" if engine else f"{threads} thread(s)"
+        shares = f"{per_worker} thread(s)" if per_worker else "their own threads"
+        where = f"{engine.workers} worker process(es) x {shares}" if engine else f"{threads} thread(s)"
         click.echo(f"denoise {method.name}: {len(jobs)} image(s) on {device}, {where}", err=True)
     events = TerminalEvents(quiet, verbose, len(jobs), method.name)
     started = time.perf_counter()
@@ -133,26 +134,6 @@ def run_method(ctx: click.Context, method: Method, settings: dict, **options) ->
         click.echo(f"denoise {method.name}: {summary['done']} done, {summary['skipped']} skipped, "
                    f"{summary['failed']} failed in {summary['seconds']:.1f}s", err=True)
     ctx.exit(ExitStatus.ERROR if summary["failed"] or not reported else ExitStatus.SUCCESS)
-
-
-def make_engine(options: dict, jobs: list, device, threads: int) -> Optional[Engine]:
-    """The engine the options ask for, or None to run in this process. ``--jobs auto`` is one worker per thread
-    (at most one per image) for a batch on the CPU; one image, a pipe or a GPU run in this process."""
-    dask = options["engine"] == "dask" or bool(options["scheduler"])
-    in_pipe = any(job.source == STDIO or job.output == STDIO for job in jobs)
-    if options["jobs"] == "auto":
-        workers = min(threads, len(jobs)) if device.type == "cpu" and not in_pipe else 1
-    else:
-        workers = min(int(options["jobs"]), len(jobs))
-    if dask:
-        if in_pipe:
-            raise UsageError("stdin and stdout stay on this machine: the dask engine needs files")
-        return DaskCluster(max(1, workers), options["scheduler"])
-    if workers <= 1:
-        return None
-    if in_pipe:
-        raise UsageError("stdin and stdout need --jobs 1")
-    return ProcessPool(workers, device)
 
 
 @cli.command()
