@@ -194,3 +194,11 @@ def test_a_killed_dask_worker_is_retried_and_every_output_is_written_once(tmp_pa
     assert written == sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png"))
     for path in (tmp_path / "out").rglob("*.png"):
         Image.open(path).load()  # complete files, not parts
+
+
+def test_threads_follow_omp_num_threads_when_the_user_sets_it(monkeypatch):
+    from denoise_cli.core.device import available_cores, resolve_threads
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert resolve_threads("auto") == 3 and resolve_threads(5) == 5
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert resolve_threads("auto") == available_cores()
