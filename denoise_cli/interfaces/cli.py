@@ -184,6 +184,29 @@ def noise(ctx: click.Context, add, **options) -> None:
     run_method(ctx, METHODS["noise"], {}, **options)
 
 
+@cli.command()
+@click.option("--host", type=str, show_default=True, envvar="DENOISE_SERVE_HOST",
+              help="Address to listen on; anything but 127.0.0.1/localhost is reachable from other machines.")
+@click.option("--port", type=click.IntRange(0, 65535), show_default=True, help="Port (0: any free one).")
+@click.option("--max-bytes", type=click.IntRange(min=1), show_default=True, help="Largest upload (a request).")
+@click.option("--max-pixels", type=click.IntRange(min=1), show_default=True, help="Largest image, in pixels.")
+@click.option("--workers", type=click.IntRange(min=1), show_default=True, help="Jobs run at once.")
+@click.option("--queue-size", type=click.IntRange(min=1), show_default=True,
+              help="Jobs waiting at most; more are refused as busy (HTTP 503).")
+@click.option("--keep-seconds", type=FiniteFloat(min=0, min_open=True), show_default=True,
+              help="How long results stay after a job ends.")
+@device_option
+@click.pass_context
+def serve(ctx: click.Context, host, port, max_bytes, max_pixels, workers, queue_size, keep_seconds, device) -> None:
+    """A local web page: upload images, denoise, compare, download."""
+    from .serve.server import run_server  # Flask loads only for this command
+
+    defaults: Defaults = ctx.find_root().obj
+    config = {"max_bytes": max_bytes, "max_pixels": max_pixels, "workers": workers, "queue_size": queue_size,
+              "keep_seconds": keep_seconds, "device": resolve_device(device)}
+    run_server(host, port, config, cli.commands, defaults.default_map)
+
+
 @cli.group()
 def report() -> None:
     """Work with run reports."""
