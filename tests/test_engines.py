@@ -3,6 +3,7 @@ the installed command or a separate Python process (forking from pytest, whose t
 what the command does)."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -18,11 +19,9 @@ from PIL import Image
 
 from .conftest import noisy_copy, run_subprocess, save
 
-try:
-    import distributed  # noqa: F401
-    HAVE_DASK = True
-except ImportError:
-    HAVE_DASK = False
+HAVE_DASK = importlib.util.find_spec("distributed") is not None
+if not HAVE_DASK and os.environ.get("CI"):
+    raise RuntimeError("CI must run the Dask tests: install the extra (pip install -e '.[test,dask]')")
 needs_dask = pytest.mark.skipif(not HAVE_DASK, reason="Dask is not installed (pip install 'denoise-cli[dask]')")
 
 

@@ -185,7 +185,7 @@ def noise(ctx: click.Context, add, **options) -> None:
 
 
 @cli.command()
-@click.option("--host", type=str, show_default=True, envvar="DENOISE_SERVE_HOST",
+@click.option("--host", type=str, show_default=True,
               help="Address to listen on; anything but 127.0.0.1/localhost is reachable from other machines.")
 @click.option("--port", type=click.IntRange(0, 65535), show_default=True, help="Port (0: any free one).")
 @click.option("--max-bytes", type=click.IntRange(min=1), show_default=True, help="Largest upload (a request).")

@@ -16,6 +16,7 @@ import click
 import numpy as np
 from flask import Flask, Response, abort, jsonify, request, send_file
 
+from ...batch.jobs import OUTPUT_MARKERS
 from ...core import imageio
 from ...core.errors import DenoiseError
 from ...core.imageio import Image
@@ -101,7 +102,9 @@ def create_app(config: dict, commands: dict, defaults: dict, root: Path) -> Flas
         files = request.files.getlist("images")
         if not files:
             return _error("no images: choose one or more image files", 400)
-        references = {_display_name(f.filename): f for f in request.files.getlist("references")}
+        references = {_pairing_key(f.filename): f for f in request.files.getlist("references") if f.filename}
+        if len(files) == 1 and len(references) == 1:  # one image, one reference: they go together
+            references = {_pairing_key(files[0].filename): next(iter(references.values()))}
         try:
             settings, seed = parse_settings(commands, defaults, method, request.form)
             uploads = [_checked_upload(f, references, int(config["max_pixels"])) for f in files]
@@ -188,12 +191,18 @@ def _checked_upload(storage, references: dict, max_pixels: int) -> Upload:
     image = imageio.decode_image(data, name, max_pixels)
     if image.format not in set(imageio.FORMATS.values()):
         raise DenoiseError(f"{name}: {image.format} files are not supported (PNG, JPEG, TIFF, BMP or WebP)")
-    reference = references.get(name)
+    reference = references.get(_pairing_key(storage.filename))
     reference_data = None
     if reference is not None:
         reference_data = reference.read()
         imageio.decode_image(reference_data, f"reference {name}", max_pixels)
     return Upload(name, data, image, reference_data)
+
+
+def _pairing_key(filename) -> str:
+    """How an image finds its reference, as on the command line: by stem, less a ``.noisy``/``.denoised`` marker."""
+    stem = Path(_display_name(filename)).stem
+    return next((stem[: -len(m)] for m in OUTPUT_MARKERS if stem.endswith(m)), stem)
 
 
 def _display_name(filename) -> str:

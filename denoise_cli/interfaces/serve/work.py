@@ -70,14 +70,20 @@ class WebJob:
                 "summary": self.summary}
 
 
+class ServerStopping(Exception):
+    """Raised from a job's progress callback when the server stops: the job ends at its next step."""
+
+
 class _Progress(Events):
-    def __init__(self, job: WebJob):
-        self.job, self.index = job, 0
+    def __init__(self, job: WebJob, stopping: threading.Event):
+        self.job, self.index, self.stopping = job, 0, stopping
 
     def started(self, index: int, total: int, item: Job) -> None:
         self.index = index
 
     def progress(self, done: int, steps: int, facts: dict) -> None:
+        if self.stopping.is_set():
+            raise ServerStopping("the server stopped")
         self.job.progress[self.index] = {"phase": facts.get("phase", "working"), "done": done, "total": steps}
 
     def finished(self, record: dict) -> None:
@@ -93,9 +99,10 @@ class JobQueue:
         self.lock = threading.Lock()
         self.pending: queue.Queue = queue.Queue(maxsize=queue_size)
         self.stopping = threading.Event()
-        for _ in range(workers):
-            threading.Thread(target=self._work, daemon=True).start()
-        threading.Thread(target=self._expire, daemon=True).start()
+        self.threads = [threading.Thread(target=self._work, daemon=True) for _ in range(workers)]
+        self.threads.append(threading.Thread(target=self._expire, daemon=True))
+        for thread in self.threads:
+            thread.start()
 
     def submit(self, method: str, settings: dict, seed: int, uploads: list) -> Optional[WebJob]:
         """Save the uploads and queue the job; None when the queue is full (nothing saved)."""
@@ -128,7 +135,10 @@ class JobQueue:
             return self.jobs.get(job_id)
 
     def stop(self) -> None:
+        """End the running jobs at their next step, wait for the threads, delete every upload and result."""
         self.stopping.set()
+        for thread in self.threads:
+            thread.join(timeout=60)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def _work(self) -> None:
@@ -151,7 +161,7 @@ class JobQueue:
         params = {name: {"value": value, "source": "page"} for name, value in job.settings.items()}
         started = time.perf_counter()
         records = run_batch(jobs, method, job.settings, RunOptions(device=self.device, seed=job.seed),
-                            _Progress(job), params)
+                            _Progress(job, self.stopping), params)
         for record, name in zip(records, job.names):
             record.update(input=name, output=_download_name(name, method.suffix), reference=(
                 "uploaded" if record["reference"] else None))
