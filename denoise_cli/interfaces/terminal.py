@@ -70,6 +70,8 @@ def describe(record: dict) -> str:
             parts.append(f"{label} {record[key]:.4g}")
     if "rmse_bound" in record["facts"]:
         parts.append(f"rmse bound {record['facts']['rmse_bound'][0]:.2g}")
+    if "weight_seconds" in record["facts"]:
+        parts.append(f"weight search {record['facts']['weight_seconds']:.2f}s")
     for tag in ("in", "out"):
         if record.get(f"ssim_{tag}") is not None:
             value = record[f"psnr_{tag}"]

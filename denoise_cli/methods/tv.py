@@ -17,6 +17,7 @@ The weight :math:`\lambda` is for images in [0, 1]; it means the same as scikit-
 from __future__ import annotations
 
 import math
+import time
 from typing import Optional, Union
 
 import torch
@@ -123,8 +124,8 @@ def tv_denoise(x: torch.Tensor, weight: Union[float, str, torch.Tensor] = "auto"
     tol: stop when the certified RMSE bound sqrt(2 * gap / n) from the exact solution is below ``tol`` for every
     image (in [0, 1] units; 5e-4 is 0.13 of an 8-bit level, and the true error is typically 10-30x below the bound).
     ``max_iter`` caps the iterations.
-    Returns the denoised batch (same shape and dtype) and facts: weight, sigma (when auto), iterations, gap (per
-    value), rmse_bound, converged.
+    Returns the denoised batch (same shape and dtype) and facts: weight, sigma and weight_seconds (the time the
+    search took, when auto), iterations, gap (per value), rmse_bound, converged.
     """
     check_modes(norm, channels)
     if x.dim() != 4:
@@ -133,8 +134,10 @@ def tv_denoise(x: torch.Tensor, weight: Union[float, str, torch.Tensor] = "auto"
     if isinstance(weight, str):
         if weight != "auto":
             raise ValueError(f"weight must be a number or 'auto', got {weight!r}")
+        searched = time.perf_counter()
         lam, sigma = auto_weight(x, norm, channels, max_iter, progress)
         facts["sigma"] = sigma.tolist()
+        facts["weight_seconds"] = round(time.perf_counter() - searched, 3)
     else:
         lam = torch.as_tensor(weight, dtype=torch.float64).reshape(-1).expand(x.shape[0])
     if not bool(torch.isfinite(lam).all()) or bool((lam < 0).any()):
