@@ -218,3 +218,15 @@ def test_auto_weight_follows_the_noise_level(retina):
         assert facts["sigma"][0] == pytest.approx(sigma / 255, rel=0.1)
         weights.append(facts["weight"][0])
     assert weights[1] > 2 * weights[0]
+
+
+@pytest.mark.parametrize("dims", [(1, 2), (2,), (1,), ()])
+def test_the_duality_gap_in_row_blocks_equals_the_whole_image_one(dims):
+    from denoise_cli.methods.operators import duality_gap, sum_of_group_norms
+    generator = torch.Generator().manual_seed(0)
+    u = torch.rand(2, 3, 37, 29, generator=generator)
+    p = torch.rand(2, 3, 2, 37, 29, generator=generator) - 0.5
+    lam = torch.tensor([0.1, 0.3])
+    g = gradient(u).double()
+    whole = lam.double() * (sum_of_group_norms(g, dims) - (g * p.double()).flatten(1).sum(dim=1))
+    assert torch.allclose(duality_gap(u, p, lam, dims, rows=8), whole, rtol=1e-10, atol=1e-12)

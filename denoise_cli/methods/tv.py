@@ -205,7 +205,7 @@ def _fista_dual(f: torch.Tensor, lam: torch.Tensor, dims: tuple, max_iter: int, 
         torch.add(p_next, back, alpha=-(t - 1.0) / t_next, out=q)
         p, work, t = p_next, back, t_next
         if iteration % check_every == 0 or iteration == max_iter:
-            u = f + lam4 * divergence_of_dual(p)  # the loop ends only here, so this u is the result
+            u = divergence_of_dual(p).mul_(lam4).add_(f)  # the loop ends only here, so this u is the result
             gap = duality_gap(u, p, lam, dims)
             bound = torch.sqrt(2.0 * gap.clamp_min(0) / values_per_image)
             worst = float(bound.max())
