@@ -41,6 +41,7 @@ def _rows(report: Path) -> list:
     for row in rows:
         row.pop("seconds")
         row["facts"].pop("seconds", None)
+        row["facts"].pop("weight_seconds", None)
     return rows
 
 
