@@ -17,7 +17,7 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 
 from ..core.device import resolve_threads, set_threads
-from ..core.errors import UsageError
+from ..core.errors import UsageError, plain_reason
 from ..core.imageio import STDIO
 from ..methods import Method
 from .jobs import Job
@@ -237,7 +237,7 @@ def _result(future: Future, engine: Engine, job: Job, task: Task) -> dict:
         return future.result()
     except Exception as exc:
         if not engine.lost(exc):
-            return failed_record(job, task.method, task.options, task.params, f"{job.source}: {exc}")
+            return failed_record(job, task.method, task.options, task.params, f"{job.source}: {plain_reason(exc)}")
     try:
         return engine.run_alone(job, task)
     except WorkerLost as exc:

@@ -125,17 +125,22 @@ def _reference_for(job: Job, reference: Optional[str], single: bool) -> Optional
         return reference
     folder = ref / job.relative.parent
     stem = job.relative.stem
-    bare = next((stem[: -len(m)] for m in OUTPUT_MARKERS if stem.endswith(m)), None)
-    candidates = [folder / (bare + s) for s in imageio.FORMATS] if bare else []
+    bare = bare_stem(stem)
+    candidates = [folder / (bare + s) for s in imageio.FORMATS] if bare != stem else []
     candidates.append(ref / job.relative)
     candidates += [folder / (stem + s) for s in imageio.FORMATS]
     for candidate in candidates:
-        if candidate.is_file() and not same_file(candidate, job.source):
+        if candidate.is_file() and not _same_file(candidate, job.source):
             return str(candidate)
     return None
 
 
-def same_file(path: Path, source: str) -> bool:
+def bare_stem(stem: str) -> str:
+    """A file stem less this tool's ``.noisy``/``.denoised`` marker: how an image finds its clean reference."""
+    return next((stem[: -len(marker)] for marker in OUTPUT_MARKERS if stem.endswith(marker)), stem)
+
+
+def _same_file(path: Path, source: str) -> bool:
     return source != STDIO and Path(source).exists() and path.samefile(source)
 
 

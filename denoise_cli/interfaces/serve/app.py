@@ -16,7 +16,7 @@ import click
 import numpy as np
 from flask import Flask, Response, abort, jsonify, request, send_file
 
-from ...batch.jobs import OUTPUT_MARKERS
+from ...batch.jobs import bare_stem
 from ...core import imageio
 from ...core.errors import DenoiseError
 from ...core.imageio import Image
@@ -201,8 +201,7 @@ def _checked_upload(storage, references: dict, max_pixels: int) -> Upload:
 
 def _pairing_key(filename) -> str:
     """How an image finds its reference, as on the command line: by stem, less a ``.noisy``/``.denoised`` marker."""
-    stem = Path(_display_name(filename)).stem
-    return next((stem[: -len(m)] for m in OUTPUT_MARKERS if stem.endswith(m)), stem)
+    return bare_stem(Path(_display_name(filename)).stem)
 
 
 def _display_name(filename) -> str:

@@ -19,9 +19,10 @@ from typing import Optional
 
 import torch
 
-from ...batch.jobs import Job
+from ...batch.jobs import Job, output_path
 from ...batch.report import summarize
 from ...batch.runner import Events, RunOptions, run_batch
+from ...core import imageio
 from ...core.imageio import Image
 from ...methods import METHODS
 
@@ -115,10 +116,10 @@ class JobQueue:
         for sub in ("in", "ref", "out"):
             (folder / sub).mkdir(parents=True)
         for index, upload in enumerate(uploads):
-            suffix = _suffix(upload.image.format)
-            (folder / "in" / f"{index:04d}{suffix}").write_bytes(upload.data)
+            suffix = next(ext for ext, fmt in imageio.FORMATS.items() if fmt == upload.image.format)
+            imageio.write_bytes_atomic(folder / "in" / f"{index:04d}{suffix}", upload.data)
             if upload.reference is not None:
-                (folder / "ref" / f"{index:04d}{suffix}").write_bytes(upload.reference)
+                imageio.write_bytes_atomic(folder / "ref" / f"{index:04d}{suffix}", upload.reference)
         with self.lock:
             self.jobs[job_id] = job
         try:
@@ -163,7 +164,8 @@ class JobQueue:
         records = run_batch(jobs, method, job.settings, RunOptions(device=self.device, seed=job.seed),
                             _Progress(job, self.stopping), params)
         for record, name in zip(records, job.names):
-            record.update(input=name, output=_download_name(name, method.suffix), reference=(
+            download = output_path(Job(name, Path(name)), None, None, method.suffix)  # NAME.denoised.EXT, as the CLI
+            record.update(input=name, output=download, reference=(
                 "uploaded" if record["reference"] else None))
         job.records = records
         job.summary = summarize(records, time.perf_counter() - started)
@@ -178,13 +180,3 @@ class JobQueue:
                     del self.jobs[job.id]
             for job in expired:
                 shutil.rmtree(job.folder, ignore_errors=True)
-
-
-def _suffix(fmt: str) -> str:
-    return {"PNG": ".png", "JPEG": ".jpg", "TIFF": ".tif", "BMP": ".bmp", "WEBP": ".webp"}.get(fmt, ".png")
-
-
-def _download_name(name: str, suffix: str) -> str:
-    """``photo.png`` -> ``photo.denoised.png``: the name the CLI would give, for the download."""
-    stem, dot, extension = name.rpartition(".")
-    return f"{stem}{suffix}.{extension}" if dot else f"{name}{suffix}"
