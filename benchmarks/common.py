@@ -13,7 +13,7 @@ from denoise_cli.core.imageio import as_stored, samples_to_tensor
 from denoise_cli.core.noise import NoiseSpec, add_noise
 from denoise_cli.methods.sure import golden_max
 
-__all__ = ["DEFAULT_KODAK", "add_modes_option", "golden_max", "kodak_paths", "load_crop", "noisy", "print_table"]
+__all__ = ["DEFAULT_KODAK", "add_modes_option", "blur_valid", "golden_max", "kodak_paths", "load_crop", "noisy", "print_table"]
 
 #: Kodak24 as the project's shared data folder holds it; every script takes --kodak to point elsewhere.
 DEFAULT_KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak24"
@@ -66,3 +66,19 @@ def _cell(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 1e-2 and value != 0 else f"{value:.3f}"
     return str(value)
+
+
+def blur_valid(clean: torch.Tensor, psf: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A real capture's blur: the centre (size x size) of ``clean`` (1, C, H, W) blurred by the convolution kernel
+    ``psf`` with the light from outside the frame included (no wrap-around, no padding). Returns (blurred, the
+    sharp size x size centre), both (1, C, size, size)."""
+    kh, kw = psf.shape
+    _, channels, height, width = clean.shape
+    top, left = (height - size) // 2, (width - size) // 2
+    # the kernel's centre is entry (kh // 2, kw // 2), so the frame needs kh - 1 - kh // 2 rows above it
+    top, left = top - (kh - 1 - kh // 2), left - (kw - 1 - kw // 2)
+    region = clean[:, :, top:top + size + kh - 1, left:left + size + kw - 1]
+    weight = psf.flip(0, 1).to(clean.dtype).expand(channels, 1, kh, kw)
+    blurred = torch.nn.functional.conv2d(region, weight, groups=channels)
+    top, left = (height - size) // 2, (width - size) // 2
+    return blurred, clean[:, :, top:top + size, left:left + size]

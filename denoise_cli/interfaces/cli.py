@@ -12,18 +12,20 @@ from importlib import metadata
 from typing import Optional
 
 import click
+import numpy as np
 
 from ..batch.compare import check_map_path, compare_files, compare_folders
 from ..batch.engines import Task, choose_engine, run_on_engine
-from ..batch.jobs import plan_jobs
+from ..batch.jobs import plan_jobs, write_refusal
 from ..batch.report import check_report_path, merge_reports, summarize, write_report
 from ..batch.runner import RunOptions, run_batch
 from ..core.device import resolve_device, resolve_threads, set_threads
-from ..core.errors import UsageError, plain_reason
+from ..core.errors import DenoiseError, UsageError, plain_reason
+from ..core.psf_files import check_psf_path, write_psf_file
 from ..core.imageio import STDIO
 from ..methods import METHODS, Method
 from .config import Defaults, load_defaults
-from .options import AutoOr, FiniteFloat, NoiseType, batch_options, device_option, experiment_options
+from .options import AutoOr, FiniteFloat, NoiseType, PsfSpec, batch_options, device_option, experiment_options
 from .terminal import TerminalEvents, print_scores
 
 
@@ -68,8 +70,10 @@ def _plain(value):
     return str(value) if hasattr(value, "kind") else value
 
 
-def run_method(ctx: click.Context, method: Method, settings: dict, **options) -> None:
-    """Plan (every file the run will write is checked here, before any work), run, report, exit with the status."""
+def run_method(ctx: click.Context, method: Method, settings: dict, side_output: Optional["PsfOutput"] = None,
+               **options) -> None:
+    """Plan (every file the run will write is checked here, before any work), run, report, exit with the status.
+    ``side_output`` checks the planned jobs, then writes its file from the records."""
     device = resolve_device(options["device"])
     jobs = plan_jobs(options["inputs"], options["output"], options["output_dir"], options["reference"],
                      method.suffix, save_noisy=options.get("save_noisy", False), overwrite=options["overwrite"],
@@ -77,6 +81,8 @@ def run_method(ctx: click.Context, method: Method, settings: dict, **options) ->
     if options["shard"]:
         index, count = options["shard"]
         jobs = jobs[index - 1::count]
+    if side_output is not None:
+        side_output.check(jobs)
     if any(job.output == STDIO for job in jobs) and sys.stdout.isatty():
         raise UsageError("refusing to write image bytes to the terminal: redirect stdout (> out.png) or give -o FILE")
     report_path = options["report"]
@@ -124,6 +130,7 @@ def run_method(ctx: click.Context, method: Method, settings: dict, **options) ->
         events.close()
         if engine is not None:
             engine.close()
+    side_outputs_written = side_output.write(records) if side_output is not None else True
     summary, reported = finish(records)
     if not quiet:
         if summary["unscored"] and options["reference"]:
@@ -133,7 +140,8 @@ def run_method(ctx: click.Context, method: Method, settings: dict, **options) ->
                        err=True)
         click.echo(f"denoise {method.name}: {summary['done']} done, {summary['skipped']} skipped, "
                    f"{summary['failed']} failed in {summary['seconds']:.1f}s", err=True)
-    ctx.exit(ExitStatus.ERROR if summary["failed"] or not reported else ExitStatus.SUCCESS)
+    ctx.exit(ExitStatus.ERROR if summary["failed"] or not reported or not side_outputs_written
+             else ExitStatus.SUCCESS)
 
 
 @cli.command()
@@ -172,6 +180,64 @@ def zsn2n(ctx: click.Context, iterations, learning_rate, step_size, gamma, chann
     settings = {"iterations": iterations, "learning_rate": learning_rate, "step_size": step_size, "gamma": gamma,
                 "channels": channels, "exact": exact, "seed": options["seed"]}
     run_method(ctx, METHODS["zsn2n"], settings, **options)
+
+
+@cli.command()
+@click.option("--psf", type=PsfSpec(), show_default=True,
+              help="The blur: 'auto' (found from the image), gaussian:SIGMA, motion:LENGTH[,ANGLE], box:N, disk:R, "
+                   "or a file (PNG/TIFF of any depth, .npy); normalised to sum 1.")
+@click.option("--psf-size", type=click.IntRange(min=3), show_default=True,
+              help="With --psf auto: the largest blur expected, in pixels (rounded up to odd).")
+@click.option("--save-psf", type=click.Path(dir_okay=False),
+              help="Write the PSF used or found (.npy, .tif, or .png scaled to its peak); one input image.")
+@click.option("--weight", type=AutoOr(float, 0), show_default=True,
+              help="TV weight lambda for images in [0, 1]; 'auto' sets it from the estimated noise sigma.")
+@click.option("--regularizer", type=click.Choice(["tv", "adaptive"]), show_default=True,
+              help="tv: colour-coupled total variation; adaptive: TV at edges, quadratic in flat areas.")
+@click.option("--method", type=click.Choice(["tv", "chan-wong"]), show_default=True,
+              help="chan-wong: the origin's Chan-Wong alternating scheme (a baseline; needs --psf auto).")
+@click.option("--max-iter", type=click.IntRange(min=1), show_default=True)
+@click.option("--tol", type=FiniteFloat(min=0), show_default=True,
+              help="Stop when the RMS change per iteration is below this ([0, 1] units).")
+@batch_options
+@click.pass_context
+def deblur(ctx: click.Context, psf, psf_size, save_psf, weight, regularizer, method, max_iter, tol,
+           **options) -> None:
+    """Undo a blur: total-variation deconvolution with a known PSF, or blind (--psf auto). Borders do not ring."""
+    settings = {"psf": psf, "psf_size": psf_size, "weight": weight, "regularizer": regularizer, "method": method,
+                "max_iter": max_iter, "tol": tol}
+    side_output = PsfOutput(save_psf, options["overwrite"]) if save_psf else None
+    run_method(ctx, METHODS["deblur"], settings, side_output=side_output, **options)
+
+
+class PsfOutput:
+    """``--save-psf FILE``: the PSF of a run's only image, written once the image is done."""
+
+    def __init__(self, path: str, overwrite: bool):
+        self.path, self.overwrite = path, overwrite
+
+    def check(self, jobs: list) -> None:
+        """Raise UsageError, before any work, unless the run has one image and the file may be written."""
+        if len(jobs) != 1:
+            raise UsageError(f"--save-psf {self.path}: needs exactly one input image, got {len(jobs)}")
+        try:
+            check_psf_path(self.path)
+        except DenoiseError as exc:
+            raise UsageError(f"--save-psf {exc}") from None
+        refusal = write_refusal(self.path, [jobs[0].source, jobs[0].output], self.overwrite)
+        if refusal:
+            raise UsageError(f"--save-psf {self.path}: {refusal}")
+
+    def write(self, records: list) -> bool:
+        """Write the PSF; False (and one line on stderr) if it cannot be. Nothing when the image failed."""
+        if not records or records[0]["status"] != "done":
+            return True
+        try:
+            write_psf_file(self.path, np.array(records[0]["facts"]["psf"][0]))
+        except (OSError, DenoiseError) as exc:
+            click.echo(f"denoise: --save-psf {self.path}: cannot write ({plain_reason(exc)})", err=True)
+            return False
+        return True
 
 
 @cli.command()

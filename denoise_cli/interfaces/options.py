@@ -8,6 +8,7 @@ import click
 from ..core.device import DEVICE_CHOICES
 from ..core.errors import DenoiseError
 from ..core.noise import parse_noise
+from ..methods.psf import parse_psf
 
 
 class AutoOr(click.ParamType):
@@ -81,6 +82,22 @@ class NoiseType(click.ParamType):
             return parse_noise(value) if isinstance(value, str) else value
         except DenoiseError as exc:
             self.fail(str(exc), param, ctx)
+
+
+class PsfSpec(click.ParamType):
+    """``auto``, a PSF model (``gaussian:SIGMA``, ``motion:L[,DEG]``, ``box:N``, ``disk:R``) or a PSF file, checked
+    here (read and normalised once) so that a bad PSF is a usage error before any work; the value stays the text."""
+
+    name = "auto|MODEL:SIZE|FILE"
+
+    def convert(self, value, param, ctx):
+        if value == "auto":
+            return value
+        try:
+            parse_psf(str(value))
+        except DenoiseError as exc:
+            self.fail(str(exc), param, ctx)
+        return str(value)
 
 
 def _common_envvar(name: str) -> str:

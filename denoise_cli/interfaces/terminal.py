@@ -70,6 +70,10 @@ def describe(record: dict) -> str:
             parts.append(f"{label} {record[key]:.4g}")
     if "rmse_bound" in record["facts"]:
         parts.append(f"rmse bound {record['facts']['rmse_bound'][0]:.2g}")
+    if "psf_shape" in record["facts"]:
+        height, width = record["facts"]["psf_shape"][0]
+        found = record["facts"].get("psf_seconds")
+        parts.append(f"psf {width}x{height}" + (f" found in {found[0]:.2f}s" if found else ""))
     if "weight_seconds" in record["facts"]:
         parts.append(f"weight search {record['facts']['weight_seconds']:.2f}s")
     for tag in ("in", "out"):

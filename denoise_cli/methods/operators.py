@@ -142,3 +142,23 @@ def duality_gap(u: torch.Tensor, p: torch.Tensor, lam: torch.Tensor, dims: tuple
         g = gradient(u[:, :, top:bottom + 1])[..., : bottom - top, :].double()  # the row below completes u_y
         total += sum_of_group_norms(g, dims) - (g * p[..., top:bottom, :].double()).flatten(1).sum(dim=1)
     return lam.double() * total
+
+
+def periodic_gradient(u: torch.Tensor) -> torch.Tensor:
+    """Forward differences with periodic boundary (the last row/column differences wrap around): (..., H, W) ->
+    (..., 2, H, W), [..., 0, :, :] vertical, [..., 1, :, :] horizontal. For solvers working in the Fourier domain."""
+    return torch.stack((torch.roll(u, -1, -2) - u, torch.roll(u, -1, -1) - u), dim=-3)
+
+
+def periodic_divergence(g: torch.Tensor) -> torch.Tensor:
+    """The negative adjoint of :func:`periodic_gradient`: (..., 2, H, W) -> (..., H, W)."""
+    vertical, horizontal = g[..., 0, :, :], g[..., 1, :, :]
+    return vertical - torch.roll(vertical, 1, -2) + horizontal - torch.roll(horizontal, 1, -1)
+
+
+def laplacian_symbol(height: int, width: int, dtype: torch.dtype = torch.float32,
+                     device: torch.device = torch.device("cpu")) -> torch.Tensor:
+    """The Fourier symbol of -div(grad) on a periodic (height, width) grid, on rfft2's half grid: (H, W // 2 + 1)."""
+    fy = torch.fft.fftfreq(height, dtype=dtype, device=device)[:, None]
+    fx = torch.fft.rfftfreq(width, dtype=dtype, device=device)[None, :]
+    return 4 - 2 * torch.cos(2 * torch.pi * fy) - 2 * torch.cos(2 * torch.pi * fx)

@@ -6,7 +6,7 @@ from typing import Optional
 
 import torch
 
-from . import tv, zsn2n
+from . import deblur, tv, zsn2n
 from .base import Method, ProgressCallback
 
 
@@ -19,5 +19,7 @@ METHODS = {
     "tv": Method("tv", tv.tv_denoise, ("weight", "norm", "channels", "max_iter", "tol")),
     "zsn2n": Method("zsn2n", zsn2n.zsn2n_denoise,
                     ("iterations", "learning_rate", "step_size", "gamma", "channels", "exact", "seed")),
+    "deblur": Method("deblur", deblur.deblur,
+                     ("psf", "psf_size", "weight", "regularizer", "method", "max_iter", "tol"), suffix=".deblurred"),
     "noise": Method("noise", _unchanged, (), suffix=".noisy"),
 }

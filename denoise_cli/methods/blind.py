@@ -1,0 +1,200 @@
+r"""Blind deconvolution: finding the blur kernel from the blurred image alone.
+
+:func:`estimate_psf` is coarse to fine (kernel sizes from about 5 pixels up to the requested size, scale steps of
+sqrt 2) and alternates at each scale between
+
+- a sharp *latent* image: min_x ||k * x - y||^2 + w ||grad x||_0, the L0 gradient prior solved by half-quadratic
+  splitting (Xu, Lu, Xu & Jia 2011; as used for deblurring by Pan, Hu, Su & Yang 2014). Only strong edges survive,
+  which is what makes the kernel identifiable (with a TV or Gaussian prior the blurred image itself is the best
+  "sharp" image and the kernel collapses to a single point);
+- the kernel: min_k ||k * grad x - grad y||^2 + gamma ||k||^2 on its support, by conjugate gradients with the
+  operator applied in the Fourier domain, then made non-negative, small entries (under 1/20 of the peak) cleared,
+  and normalised to sum 1.
+
+The image is worked on in gray (the channel mean), padded by one kernel size and tapered to its mean so that the
+periodic Fourier model sees no false edge at the frame. The final image is then restored with the found kernel by
+the non-blind :func:`.deconvolution.tv_deconvolve`.
+
+:func:`chan_wong` is the project origin's baseline: Chan & Wong's alternating minimisation (1998), image and kernel
+each updated by one regularised division in the Fourier domain per round, from a 3x3 box, 10 rounds.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from .base import ProgressCallback
+from .operators import laplacian_symbol, periodic_divergence, periodic_gradient
+from .psf import transfer_function
+
+#: The coarsest kernel is about this many pixels across; scales step by sqrt(2).
+COARSEST_KERNEL = 5
+SCALE_STEP = math.sqrt(0.5)
+#: Alternations per scale; the L0 weight starts at LATENT_WEIGHT and shrinks by LATENT_DECAY per alternation down
+#: to LATENT_WEIGHT_MIN (Pan et al.'s schedule).
+ALTERNATIONS = 5
+LATENT_WEIGHT, LATENT_DECAY, LATENT_WEIGHT_MIN = 4e-3, 1.1, 1e-4
+#: Half-quadratic splitting: the penalty starts at 2 w and doubles up to this.
+SPLITTING_MAX = 1e5
+#: Kernel step: Tikhonov weight and conjugate-gradient iterations; entries under PEAK_FRACTION of the peak are cleared.
+KERNEL_WEIGHT, KERNEL_CG_STEPS, PEAK_FRACTION = 2.0, 20, 1 / 20
+#: Chan-Wong: rounds, and the weights of the image's and the kernel's smoothness terms.
+CHAN_WONG_ROUNDS, CHAN_WONG_IMAGE_WEIGHT, CHAN_WONG_KERNEL_WEIGHT = 10, 2e-3, 1e-1
+
+
+def scale_sizes(psf_size: int) -> list[int]:
+    """Odd kernel sizes from coarse to fine, the last equal to ``psf_size`` rounded up to odd."""
+    levels = max(int(math.floor(math.log(COARSEST_KERNEL / psf_size) / math.log(SCALE_STEP))), 0) + 1
+    sizes = []
+    for level in range(levels):
+        size = int(math.ceil(psf_size * SCALE_STEP ** level))
+        sizes.append(size + (size % 2 == 0))
+    return sizes[::-1]
+
+
+def estimate_psf(x: torch.Tensor, psf_size: int, progress: Optional[ProgressCallback] = None) -> torch.Tensor:
+    """The blur kernel (psf_size, psf_size) (rounded up to odd), float64, non-negative, sum 1, of one blurred image
+    (1, C, H, W) in [0, 1]. ``progress`` hears of each alternation (phase "estimating the blur")."""
+    gray = x[0].float().mean(dim=0)
+    sizes = scale_sizes(psf_size)
+    steps, done = len(sizes) * ALTERNATIONS, 0
+    height, width = gray.shape
+    weight = LATENT_WEIGHT
+    kernel = None
+    for level, size in enumerate(sizes):
+        scale = SCALE_STEP ** (len(sizes) - 1 - level)
+        shape = (max(round(height * scale), 2 * size), max(round(width * scale), 2 * size))
+        observed = gray if scale == 1 else F.interpolate(gray[None, None], size=shape, mode="bilinear",
+                                                          align_corners=False, antialias=True)[0, 0]
+        observed = _pad_and_taper(observed, size)
+        kernel = _first_kernel(size, gray) if kernel is None else _resize_kernel(kernel, size)
+        observed_gradient = periodic_gradient(observed)
+        for _ in range(ALTERNATIONS):
+            latent = _l0_latent(observed, kernel, weight)
+            kernel = _clean_kernel(_kernel_step(periodic_gradient(latent), observed_gradient, kernel), kernel)
+            weight = max(weight / LATENT_DECAY, LATENT_WEIGHT_MIN)
+            done += 1
+            if progress is not None:
+                progress(done, steps, {"phase": "estimating the blur"})
+    return kernel.double()
+
+
+def _first_kernel(size: int, like: torch.Tensor) -> torch.Tensor:
+    """A short horizontal segment at the centre: Pan et al.'s start (a point would be a fixed point)."""
+    kernel = like.new_zeros(size, size)
+    kernel[size // 2, size // 2 - 1: size // 2 + 1] = 0.5
+    return kernel
+
+
+def _pad_and_taper(image: torch.Tensor, size: int) -> torch.Tensor:
+    """(H, W) -> (H + 2 size, W + 2 size): edge-replicated, then blended linearly to the mean over the padding."""
+    padded = F.pad(image[None, None], (size,) * 4, mode="replicate")[0, 0]
+    ramp = torch.linspace(0, 1, size, dtype=image.dtype, device=image.device)
+    window = torch.ones_like(padded)
+    window[:size] *= ramp[:, None]
+    window[-size:] *= ramp.flip(0)[:, None]
+    window[:, :size] *= ramp[None]
+    window[:, -size:] *= ramp.flip(0)[None]
+    return window * padded + (1 - window) * image.mean()
+
+
+def _l0_latent(observed: torch.Tensor, kernel: torch.Tensor, weight: float) -> torch.Tensor:
+    """min_x ||k * x - y||^2 + weight ||grad x||_0 on the periodic grid of ``observed`` (H, W), by half-quadratic
+    splitting: the penalty beta doubles from 2 weight to SPLITTING_MAX; each step hard-thresholds the gradient
+    (|g|^2 < weight / beta -> 0) and solves for x in the Fourier domain."""
+    height, width = observed.shape
+    otf = transfer_function(kernel, height, width)
+    blurred_term = otf.conj() * torch.fft.rfft2(observed)
+    otf_power = otf.abs() ** 2
+    laplacian = laplacian_symbol(height, width, observed.dtype, observed.device)
+    latent = observed
+    beta = 2 * weight
+    while beta < SPLITTING_MAX:
+        gradient = periodic_gradient(latent)
+        gradient = gradient * (gradient.pow(2).sum(dim=0) >= weight / beta)
+        numerator = blurred_term - beta * torch.fft.rfft2(periodic_divergence(gradient))
+        latent = torch.fft.irfft2(numerator / (otf_power + beta * laplacian), s=(height, width))
+        beta *= 2
+    return latent
+
+
+def _kernel_step(latent_gradient: torch.Tensor, observed_gradient: torch.Tensor,
+                 start: torch.Tensor) -> torch.Tensor:
+    """min_k sum_d ||k * (grad x)_d - (grad y)_d||^2 + KERNEL_WEIGHT ||k||^2 over kernels of ``start``'s support,
+    by KERNEL_CG_STEPS conjugate-gradient steps from ``start``."""
+    height, width = latent_gradient.shape[-2:]
+    kh, kw = start.shape
+    latent_f = torch.fft.rfft2(latent_gradient)
+    normal = latent_f.abs().pow(2).sum(dim=0)
+    correlation = (latent_f.conj() * torch.fft.rfft2(observed_gradient)).sum(dim=0)
+
+    def crop(full_f: torch.Tensor) -> torch.Tensor:
+        full = torch.fft.irfft2(full_f, s=(height, width))
+        return torch.roll(full, (kh // 2, kw // 2), (0, 1))[:kh, :kw]
+
+    def apply(kernel: torch.Tensor) -> torch.Tensor:
+        return crop(normal * transfer_function(kernel, height, width)) + KERNEL_WEIGHT * kernel
+
+    kernel = start.clone()
+    residual = crop(correlation) - apply(kernel)
+    direction = residual.clone()
+    power = residual.pow(2).sum()
+    for _ in range(KERNEL_CG_STEPS):
+        image = apply(direction)
+        step = power / (direction * image).sum().clamp_min(1e-30)
+        kernel = kernel + step * direction
+        residual = residual - step * image
+        new_power = residual.pow(2).sum()
+        direction = residual + new_power / power.clamp_min(1e-30) * direction
+        power = new_power
+    return kernel
+
+
+def _clean_kernel(kernel: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+    """Non-negative, entries under PEAK_FRACTION of the peak cleared, sum 1; ``previous`` if nothing is left."""
+    kernel = kernel.clamp_min(0)
+    if float(kernel.max()) <= 0:
+        return previous
+    kernel = torch.where(kernel < kernel.max() * PEAK_FRACTION, torch.zeros_like(kernel), kernel)
+    return kernel / kernel.sum()
+
+
+def _resize_kernel(kernel: torch.Tensor, size: int) -> torch.Tensor:
+    """The kernel carried to the next scale: bilinear resize to (size, size), non-negative, sum 1."""
+    resized = F.interpolate(kernel[None, None], size=(size, size), mode="bilinear", align_corners=True)[0, 0]
+    resized = resized.clamp_min(0)
+    return resized / resized.sum()
+
+
+def chan_wong(x: torch.Tensor, psf_size: int, progress: Optional[ProgressCallback] = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The origin's baseline on one image (1, C, H, W): (deblurred image, kernel (psf_size, psf_size) float64).
+
+    Each round updates the image, u = argmin ||k * u - f||^2 + a ||grad u||^2 (per channel), then the kernel,
+    k = argmin ||k * u - f||^2 + b ||grad k||^2 on the gray image, projected onto its support, non-negative and
+    summing to 1: both are one division in the Fourier domain (periodic boundaries, as in the origin).
+    """
+    size = psf_size + (psf_size % 2 == 0)
+    f = x[0].float()
+    height, width = f.shape[-2:]
+    laplacian = laplacian_symbol(height, width, f.dtype, f.device)
+    observed_f = torch.fft.rfft2(f)
+    gray_f = observed_f.mean(dim=0)
+    kernel = f.new_zeros(size, size)
+    kernel[size // 2 - 1: size // 2 + 2, size // 2 - 1: size // 2 + 2] = 1 / 9
+    for round_ in range(CHAN_WONG_ROUNDS):
+        otf = transfer_function(kernel, height, width)
+        latent_f = otf.conj() * observed_f / (otf.abs() ** 2 + CHAN_WONG_IMAGE_WEIGHT * laplacian)
+        latent_gray_f = latent_f.mean(dim=0)
+        kernel_f = latent_gray_f.conj() * gray_f / (latent_gray_f.abs() ** 2
+                                                     + CHAN_WONG_KERNEL_WEIGHT * laplacian + 1e-8)
+        full = torch.roll(torch.fft.irfft2(kernel_f, s=(height, width)), (size // 2, size // 2), (0, 1))
+        kernel = _clean_kernel(full[:size, :size], kernel)
+        if progress is not None:
+            progress(round_ + 1, CHAN_WONG_ROUNDS, {"phase": "estimating the blur"})
+    otf = transfer_function(kernel, height, width)
+    latent_f = otf.conj() * observed_f / (otf.abs() ** 2 + CHAN_WONG_IMAGE_WEIGHT * laplacian)
+    return torch.fft.irfft2(latent_f, s=(height, width))[None].to(x.dtype), kernel.double()
