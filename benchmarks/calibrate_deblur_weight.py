@@ -14,7 +14,6 @@ import argparse
 import math
 import time
 
-import torch
 
 from common import DEFAULT_KODAK, blur_valid, kodak_paths, load_crop, noisy, print_table
 from denoise_cli.core.metrics import psnr

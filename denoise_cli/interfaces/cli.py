@@ -204,6 +204,8 @@ def zsn2n(ctx: click.Context, iterations, learning_rate, step_size, gamma, chann
 def deblur(ctx: click.Context, psf, psf_size, save_psf, weight, regularizer, method, max_iter, tol,
            **options) -> None:
     """Undo a blur: total-variation deconvolution with a known PSF, or blind (--psf auto). Borders do not ring."""
+    if method == "chan-wong" and psf != "auto":
+        raise UsageError("--method chan-wong estimates the PSF itself: use it with --psf auto")
     settings = {"psf": psf, "psf_size": psf_size, "weight": weight, "regularizer": regularizer, "method": method,
                 "max_iter": max_iter, "tol": tol}
     side_output = PsfOutput(save_psf, options["overwrite"]) if save_psf else None
