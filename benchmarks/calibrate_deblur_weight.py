@@ -1,4 +1,5 @@
-"""Calibrate ``--weight auto`` for `denoise deblur`: lambda = k * sigma_hat * sqrt(C) (at least MIN_WEIGHT).
+"""Calibrate ``--weight auto`` for `denoise deblur`: lambda = a sqrt(C) sigma_hat^2 + b, scanned as multiples k of
+the rule in the package (deconvolution.auto_weight).
 
 Protocol: Kodak24 images 1-12 (calibration set; 13-24 are for the check in deblur_quality.py), 256x256 centre crops
 blurred with the light from outside the frame (no wrap-around), by a Gaussian (sigma 1.6) and a 9-pixel motion at
@@ -11,18 +12,17 @@ gives the mean PSNR per k and noise level, and each level's best k.
 from __future__ import annotations
 
 import argparse
-import math
 import time
 
 
 from common import DEFAULT_KODAK, blur_valid, kodak_paths, load_crop, noisy, print_table
 from denoise_cli.core.metrics import psnr
-from denoise_cli.methods.deconvolution import deblur_noise_level, tv_deconvolve
+from denoise_cli.methods.deconvolution import auto_weight, deblur_noise_level, tv_deconvolve
 from denoise_cli.methods.psf import parse_psf
 
 BLURS = ("gaussian:1.6", "motion:9,30")
 SIGMAS = (1, 5, 15)
-SLOPES = [0.05 * 1.5 ** i for i in range(9)]  # 0.05 .. 1.28
+SLOPES = [0.25 * 1.5 ** i for i in range(7)]  # 0.25 .. 2.85 x the rule
 
 
 def main() -> None:
@@ -44,7 +44,7 @@ def main() -> None:
                 observed = noisy(blurred, f"gaussian:{sigma}", seed=number)
                 sigma_hat = float(deblur_noise_level(observed)[0])
                 for slope in SLOPES:
-                    weight = max(1e-4, slope * sigma_hat * math.sqrt(observed.shape[1]))
+                    weight = slope * auto_weight(sigma_hat, observed.shape[1])
                     restored, _ = tv_deconvolve(observed, psf, weight)
                     scores[(sigma, slope)].append(float(psnr(restored, sharp)[0]))
         print(f"kodim{number:02d} done ({time.perf_counter() - started:.0f} s)", flush=True)

@@ -75,10 +75,11 @@ def main() -> None:
     parser.add_argument("--modes", default="nonblind,blind,chan-wong")
     parser.add_argument("--images", default="1-32", help="capture numbers 1-32 (image-major), e.g. 1-8 or 3,9")
     parser.add_argument("--psf-size", type=int, default=31)
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     modes = args.modes.split(",")
     numbers = _numbers(args.images)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     summary = {mode: {"psnr": [], "ratio": [], "seconds": [], "wins": 0, "gain": []} for mode in modes}
     for number in numbers:
         image, kernel = (number - 1) // 8 + 1, (number - 1) % 8 + 1

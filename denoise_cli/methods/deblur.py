@@ -23,7 +23,7 @@ AUTO = "auto"
 
 
 def deblur(x: torch.Tensor, psf: str = AUTO, psf_size: int = 31, weight="auto", regularizer: str = "tv",
-           method: str = "tv", max_iter: int = 300, tol: float = 1e-5,
+           method: str = "tv", max_iter: int = 300, tol: float = 1e-4,
            progress: Optional[ProgressCallback] = None) -> tuple[torch.Tensor, dict]:
     """Deblur each image of (N, C, H, W) in [0, 1]. ``psf``: a spec or file (:func:`.psf.parse_psf`) or ``"auto"``
     (blind, a kernel of ``psf_size`` pixels, rounded up to odd). Returns the images and facts (those of

@@ -33,23 +33,28 @@ REGULARIZERS = ("tv", "adaptive")
 #: ADMM penalty per unit of lambda (both splittings): 75 lambda reaches 0.1 dB of the converged PSNR in 100
 #: iterations on the Levin set (benchmarks/deblur_levin.py); the result does not depend on it, the speed does.
 PENALTY_PER_WEIGHT = 75.0
-#: ``--weight auto``: lambda = AUTO_WEIGHT_SLOPE * sigma_hat (per image; times sqrt(C) for coupled colour, as in
-#: ``tv``), calibrated on the Levin set (real captures) and Kodak 1-12 (synthetic blur and noise), see
-#: benchmarks/calibrate_deblur_weight.py; at least MIN_WEIGHT (the noise-free limit: sensor noise and the
-#: 8-bit quantisation of the blurred file, 1/255/sqrt(12), are never zero).
-AUTO_WEIGHT_SLOPE = 0.1
-MIN_WEIGHT = 1e-4
+#: ``--weight auto``: lambda = sqrt(C) * AUTO_WEIGHT_NOISE * sigma_hat^2 + AUTO_WEIGHT_FLOOR per image (sqrt(C):
+#: coupled colour, as in ``tv``). Quadratic in sigma as the MAP weight of a Laplacian gradient prior is (lambda =
+#: sigma^2 / b), with a floor for what remains at low noise (the PSF's and the capture's own errors). Calibrated on
+#: Kodak 1, 4, 7, 10 with synthetic blur and noise (benchmarks/calibrate_deblur_weight.py; with the floor inside the
+#: sqrt(C) the best multiples were 0.56 / 1.27 / 0.84 at sigma 1 / 5 / 15, so the floor was taken out of it, which
+#: moves sigma 1 to ~0.7) and the Levin set (real gray captures, sigma ~0.3/255: within 0.1 dB over 2e-4 to 5e-4).
+AUTO_WEIGHT_NOISE, AUTO_WEIGHT_FLOOR = 5.0, 2e-4
 #: Convergence is checked every this many iterations: the RMS change of u per iteration since the last check.
 CHECK_EVERY = 10
+#: Large images are solved in tiles of this many pixels a side, each on a window this many PSF sizes (and at least
+#: TILE_MARGIN_MIN pixels) wider on each side: the difference to a whole-image solve stays far below one 8-bit level
+#: (tests/test_deblur.py) and each tile's arrays stay in the CPU's cache.
+TILE_CORE, TILE_MARGIN_PSFS, TILE_MARGIN_MIN = 512, 2, 24
 #: Working grid: the frame plus this many PSF sizes on each side, rounded up to a size the FFT handles fast.
 MARGIN_PSFS = 1
 
 
 def tv_deconvolve(x: torch.Tensor, psf: torch.Tensor, weight="auto", regularizer: str = "tv", max_iter: int = 300,
-                  tol: float = 1e-5, progress: Optional[ProgressCallback] = None) -> tuple[torch.Tensor, dict]:
+                  tol: float = 1e-4, progress: Optional[ProgressCallback] = None) -> tuple[torch.Tensor, dict]:
     """Deblur each image of a batch (N, C, H, W) in [0, 1] blurred by ``psf`` (h, w), normalised (:mod:`.psf`).
 
-    weight: lambda (a number or ``"auto"``: from the estimated noise level, see AUTO_WEIGHT_SLOPE).
+    weight: lambda (a number or ``"auto"``: from the estimated noise level, see :func:`auto_weight`).
     tol: stop when the RMS change of u per iteration (over the last CHECK_EVERY) is below ``tol`` ([0, 1] units);
     ``max_iter`` caps the iterations. Returns the batch (same shape) and facts: weight, sigma (when auto),
     iterations, change (the last RMS change per iteration), converged.
@@ -61,20 +66,25 @@ def tv_deconvolve(x: torch.Tensor, psf: torch.Tensor, weight="auto", regularizer
     facts: dict = {"weight": [], "iterations": [], "change": []}
     if weight == "auto":
         sigma = deblur_noise_level(x)
-        weights = [max(MIN_WEIGHT, AUTO_WEIGHT_SLOPE * s * math.sqrt(channels)) for s in sigma.tolist()]
+        weights = [auto_weight(s, channels) for s in sigma.tolist()]
         facts["sigma"] = sigma.tolist()
     else:
         weights = [float(weight)] * n
     outputs = []
     for image, lam in zip(x.float(), weights):
-        u, iterations, change = _admm(image, psf.to(x.device, torch.float32), lam, regularizer, max_iter, tol,
-                                      progress)
+        u, iterations, change = _tiled(image, psf.to(x.device, torch.float32), lam, regularizer, max_iter, tol,
+                                       progress)
         outputs.append(u)
         facts["weight"].append(lam)
         facts["iterations"].append(iterations)
         facts["change"].append(change)
     facts["converged"] = all(change <= tol for change in facts["change"])
     return torch.stack(outputs).to(x.dtype), facts
+
+
+def auto_weight(sigma: float, channels: int) -> float:
+    """The calibrated lambda for noise ``sigma`` ([0, 1] units) and ``channels`` coupled channels."""
+    return math.sqrt(channels) * AUTO_WEIGHT_NOISE * sigma ** 2 + AUTO_WEIGHT_FLOOR
 
 
 def deblur_noise_level(x: torch.Tensor) -> torch.Tensor:
@@ -101,6 +111,38 @@ def _is_smooth(number: int) -> bool:
         while number % prime == 0:
             number //= prime
     return number == 1
+
+
+def tiles(size: int, core: int, margin: int) -> list[tuple[int, int, int, int]]:
+    """Split one axis of ``size`` pixels into cores of about ``core`` pixels, each solved on a window reaching
+    ``margin`` pixels further each side (clipped to the image): [(window start, window end, core start, core end)]."""
+    count = max(1, math.ceil(size / core))
+    edges = [round(i * size / count) for i in range(count + 1)]
+    return [(max(0, a - margin), min(size, b + margin), a, b) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def _tiled(f: torch.Tensor, psf: torch.Tensor, lam: float, regularizer: str, max_iter: int, tol: float,
+           progress: Optional[ProgressCallback]) -> tuple[torch.Tensor, int, float]:
+    """:func:`_admm` on tiles of TILE_CORE^2 pixels, each solved on a window TILE_MARGIN_PSFS PSF sizes (at least
+    TILE_MARGIN_MIN pixels) wider with its own unknown boundary; only the cores are kept. Bounded memory, and a
+    working set that stays in the CPU's cache. Returns (u, most iterations of a tile, largest last change)."""
+    margin = max(TILE_MARGIN_MIN, TILE_MARGIN_PSFS * max(psf.shape))
+    rows, cols = tiles(f.shape[1], TILE_CORE, margin), tiles(f.shape[2], TILE_CORE, margin)
+    if len(rows) * len(cols) == 1:
+        return _admm(f, psf, lam, regularizer, max_iter, tol, progress)
+    u = torch.empty_like(f)
+    iterations, change, done = 0, 0.0, 0
+    for top, bottom, core_top, core_bottom in rows:
+        for left, right, core_left, core_right in cols:
+            window, tile_iterations, tile_change = _admm(f[:, top:bottom, left:right], psf, lam, regularizer,
+                                                         max_iter, tol, None)
+            u[:, core_top:core_bottom, core_left:core_right] = window[:, core_top - top:core_bottom - top,
+                                                                      core_left - left:core_right - left]
+            iterations, change = max(iterations, tile_iterations), max(change, tile_change)
+            done += 1
+            if progress is not None:
+                progress(done, len(rows) * len(cols), {"phase": "deconvolving"})
+    return u, iterations, change
 
 
 def _admm(f: torch.Tensor, psf: torch.Tensor, lam: float, regularizer: str, max_iter: int, tol: float,

@@ -1,0 +1,67 @@
+"""Wall time and peak memory of `denoise deblur` with a known PSF on a 12-megapixel RGB photo (4000x3000).
+
+Makes the photo from a Kodak image (resized), blurs it by the PSF (scipy, with the light from outside the frame) and
+adds Gaussian noise, then runs the installed command in a child process at its defaults (``--weight auto``) and
+reads its peak RSS from the OS. Also gives the PSNR against the sharp photo.
+
+    python benchmarks/deblur_large.py [--kodak FOLDER] [--psf gaussian:1.5] [--size 4000x3000] [--device cpu]
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.signal
+from PIL import Image
+
+from common import DEFAULT_KODAK, kodak_paths, print_table
+from denoise_cli.methods.psf import parse_psf
+
+#: Run argv[1:] and print its peak resident set size in KiB.
+PEAK_OF_CHILD = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
+                 "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kodak", default=DEFAULT_KODAK)
+    parser.add_argument("--psf", default="gaussian:1.5")
+    parser.add_argument("--size", default="4000x3000")
+    parser.add_argument("--sigma", type=float, default=2.0, help="noise sigma, 0-255 scale")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    width, height = (int(v) for v in args.size.split("x"))
+    denoise = shutil.which("denoise") or str(Path(sys.executable).parent / "denoise")
+    kernel = parse_psf(args.psf).numpy()
+    kh, kw = kernel.shape
+    with tempfile.TemporaryDirectory() as tmp:
+        photo = Image.open(kodak_paths(args.kodak, [21])[0]).resize((width + kw - 1, height + kh - 1), Image.BICUBIC)
+        sharp = np.asarray(photo, dtype=np.float32) / 255
+        blurred = np.stack([scipy.signal.fftconvolve(sharp[..., c], kernel, mode="valid") for c in range(3)], -1)
+        top, left = kh - 1 - kh // 2, kw - 1 - kw // 2
+        sharp = sharp[top:top + height, left:left + width]
+        rng = np.random.default_rng(0)
+        observed = np.clip(np.rint(blurred * 255 + rng.normal(0, args.sigma, blurred.shape)), 0, 255).astype(np.uint8)
+        source, output = Path(tmp) / "big.png", Path(tmp) / "out.png"
+        Image.fromarray(observed).save(source, compress_level=1)
+        del photo, blurred
+        argv = [denoise, "deblur", str(source), "--psf", args.psf, "-o", str(output), "-q", "--device", args.device]
+        started = time.perf_counter()
+        peak_kib = int(subprocess.run([sys.executable, "-c", PEAK_OF_CHILD, *argv], check=True,
+                                      capture_output=True, text=True).stdout)
+        seconds = time.perf_counter() - started
+        restored = np.asarray(Image.open(output), dtype=np.float32) / 255
+        scores = [10 * np.log10(1 / np.mean((image - sharp) ** 2)) for image in (observed / 255.0, restored)]
+    print_table(["command", "image", "seconds (end to end)", "peak RSS", "PSNR in", "PSNR out"],
+                [[f"deblur --psf {args.psf}", f"{width}x{height} RGB 8-bit", seconds, f"{peak_kib / 2**20:.2f} GiB",
+                  scores[0], scores[1]]])
+
+
+if __name__ == "__main__":
+    main()
