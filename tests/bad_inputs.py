@@ -52,6 +52,12 @@ def _chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
+def _npy(array) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array, dtype=np.float64))
+    return buffer.getvalue()
+
+
 def _png_claiming(width: int, height: int, depth: int = 8) -> bytes:
     """A PNG whose header claims width x height pixels, with a few bytes of image data."""
     header = _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, 2, 0, 0, 0))
@@ -285,7 +291,31 @@ CASES = [
     Case("SSIM with --json and --csv", _with_good("ssim", "@good.png", "@good.png", "--json", "--csv"), 2,
          "not both", None),
     Case("unknown command", lambda f: ["sharpen", "x.png"], 2, "No such command", "sharpen"),
+    # deblur: PSFs are read and checked before any work
+    Case("PSF file missing", _with_good("deblur", "@good.png", "--psf", "@none.npy"), 2, "no such file", "none.npy"),
+    Case("PSF with negative values", _with_good("deblur", "@good.png", "--psf", "@k.npy",
+                                                before=[("k.npy", _npy([[1.0, -1.0, 1.0]]))]), 2, "negative", "k.npy"),
+    Case("PSF with NaN", _with_good("deblur", "@good.png", "--psf", "@k.npy",
+                                    before=[("k.npy", _npy([[1.0, float("nan")]]))]), 2, "NaN", "k.npy"),
+    Case("PSF all zero", _with_good("deblur", "@good.png", "--psf", "@k.npy", before=[("k.npy", _npy([[0.0] * 3]))]),
+         2, "all zero", "k.npy"),
+    Case("empty PSF", _with_good("deblur", "@good.png", "--psf", "@k.npy", before=[("k.npy", _npy(np.zeros((0, 3))))]),
+         2, "empty", "k.npy"),
+    Case("PSF image that is text", _with_good("deblur", "@good.png", "--psf", "@k.png",
+                                              before=[("k.png", b"not an image")]), 2, "not a readable image", "k.png"),
+    Case("unknown PSF size", _with_good("deblur", "@good.png", "--psf", "gaussian:abc"), 2, "gaussian:SIGMA", "--psf"),
+    Case("PSF larger than the image", _with_good("deblur", "@good.png", "--psf", "gaussian:20", "-q"), 1,
+         "larger than the image", "good.png"),
+    Case("blind on an image under twice the PSF size", _with_good("deblur", "@good.png", "-q"), 1, "too small",
+         "good.png"),
+    Case("--save-psf with two inputs", _with_good("deblur", "@good.png", "@good2.png", "--psf", "box:3",
+                                                  "--save-psf", "@k.npy"), 2, "exactly one", "--save-psf"),
+    Case("--save-psf onto the input", _with_good("deblur", "@good.png", "--psf", "box:3", "--save-psf",
+                                                 "@good.png"), 2, "would overwrite the input", "good.png"),
+    Case("chan-wong with a given PSF", _with_good("deblur", "@good.png", "--method", "chan-wong", "--psf", "box:3"),
+         2, "psf auto", "--method chan-wong"),
 ]
+
 
 
 def _encode(array: np.ndarray, fmt: str) -> bytes:

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import ProgressCallback
+from .noise_level import estimate_noise
 from .operators import laplacian_symbol, periodic_divergence, periodic_gradient
 from .psf import transfer_function
 
@@ -41,8 +42,10 @@ LATENT_WEIGHT, LATENT_DECAY, LATENT_WEIGHT_MIN = 4e-3, 1.1, 1e-4
 SPLITTING_MAX = 1e5
 #: Kernel step: Tikhonov weight and conjugate-gradient iterations; entries under PEAK_FRACTION of the peak are cleared.
 KERNEL_WEIGHT, KERNEL_CG_STEPS, PEAK_FRACTION = 2.0, 20, 1 / 20
-#: Chan-Wong: rounds, and the weights of the image's and the kernel's smoothness terms.
-CHAN_WONG_ROUNDS, CHAN_WONG_IMAGE_WEIGHT, CHAN_WONG_KERNEL_WEIGHT = 10, 2e-3, 1e-1
+#: Chan-Wong: rounds, and the weights of the image's and the kernel's smoothness terms. The image's is the Wiener
+#: weight sigma^2 / (gradient variance of photos, ~0.05^2), at least CHAN_WONG_IMAGE_WEIGHT_MIN.
+CHAN_WONG_ROUNDS, CHAN_WONG_GRADIENT_VARIANCE, CHAN_WONG_KERNEL_WEIGHT = 10, 0.05 ** 2, 1e-1
+CHAN_WONG_IMAGE_WEIGHT_MIN = 1e-3
 
 
 def scale_sizes(psf_size: int) -> list[int]:
@@ -173,7 +176,8 @@ def chan_wong(x: torch.Tensor, psf_size: int, progress: Optional[ProgressCallbac
               ) -> tuple[torch.Tensor, torch.Tensor]:
     """The origin's baseline on one image (1, C, H, W): (deblurred image, kernel (psf_size, psf_size) float64).
 
-    Each round updates the image, u = argmin ||k * u - f||^2 + a ||grad u||^2 (per channel), then the kernel,
+    Each round updates the image, u = argmin ||k * u - f||^2 + a ||grad u||^2 (per channel; a the Wiener weight
+    from the estimated noise), then the kernel,
     k = argmin ||k * u - f||^2 + b ||grad k||^2 on the gray image, projected onto its support, non-negative and
     summing to 1: both are one division in the Fourier domain (periodic boundaries, as in the origin).
     """
@@ -185,9 +189,11 @@ def chan_wong(x: torch.Tensor, psf_size: int, progress: Optional[ProgressCallbac
     gray_f = observed_f.mean(dim=0)
     kernel = f.new_zeros(size, size)
     kernel[size // 2 - 1: size // 2 + 2, size // 2 - 1: size // 2 + 2] = 1 / 9
+    sigma = float(estimate_noise(x).underlying[0])
+    image_weight = max(CHAN_WONG_IMAGE_WEIGHT_MIN, sigma ** 2 / CHAN_WONG_GRADIENT_VARIANCE)
     for round_ in range(CHAN_WONG_ROUNDS):
         otf = transfer_function(kernel, height, width)
-        latent_f = otf.conj() * observed_f / (otf.abs() ** 2 + CHAN_WONG_IMAGE_WEIGHT * laplacian)
+        latent_f = otf.conj() * observed_f / (otf.abs() ** 2 + image_weight * laplacian)
         latent_gray_f = latent_f.mean(dim=0)
         kernel_f = latent_gray_f.conj() * gray_f / (latent_gray_f.abs() ** 2
                                                      + CHAN_WONG_KERNEL_WEIGHT * laplacian + 1e-8)
@@ -196,5 +202,5 @@ def chan_wong(x: torch.Tensor, psf_size: int, progress: Optional[ProgressCallbac
         if progress is not None:
             progress(round_ + 1, CHAN_WONG_ROUNDS, {"phase": "estimating the blur"})
     otf = transfer_function(kernel, height, width)
-    latent_f = otf.conj() * observed_f / (otf.abs() ** 2 + CHAN_WONG_IMAGE_WEIGHT * laplacian)
+    latent_f = otf.conj() * observed_f / (otf.abs() ** 2 + image_weight * laplacian)
     return torch.fft.irfft2(latent_f, s=(height, width))[None].to(x.dtype), kernel.double()
