@@ -13,7 +13,8 @@ from denoise_cli.core.imageio import as_stored, samples_to_tensor
 from denoise_cli.core.noise import NoiseSpec, add_noise
 from denoise_cli.methods.sure import golden_max
 
-__all__ = ["DEFAULT_KODAK", "add_modes_option", "blur_valid", "golden_max", "kodak_paths", "load_crop", "noisy", "print_table"]
+__all__ = ["DEFAULT_KODAK", "add_modes_option", "blur_valid", "parse_numbers", "golden_max", "kodak_paths", "load_crop",
+           "noisy", "print_table"]
 
 #: Kodak24 as the project's shared data folder holds it; every script takes --kodak to point elsewhere.
 DEFAULT_KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak24"
@@ -25,6 +26,15 @@ def kodak_paths(folder: Path, numbers: Sequence[int]) -> list[Path]:
     if missing:
         raise SystemExit(f"missing Kodak images: {', '.join(missing[:3])} (use --kodak FOLDER)")
     return paths
+
+
+def parse_numbers(text: str) -> list[int]:
+    """Image numbers from ``1-12``, ``3,9`` or ``1-4,13``."""
+    numbers = []
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        numbers += list(range(int(first), int(last or first) + 1))
+    return numbers
 
 
 def load_crop(path: Path, size: int | None = 256) -> torch.Tensor:

@@ -20,7 +20,7 @@ import scipy.io
 import scipy.ndimage
 import torch
 
-from common import print_table
+from common import parse_numbers, print_table
 from denoise_cli.methods.deblur import deblur
 from denoise_cli.methods.deconvolution import tv_deconvolve
 
@@ -78,7 +78,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     modes = args.modes.split(",")
-    numbers = _numbers(args.images)
+    numbers = parse_numbers(args.images)
     torch.set_num_threads(args.threads)
     summary = {mode: {"psnr": [], "ratio": [], "seconds": [], "wins": 0, "gain": []} for mode in modes}
     for number in numbers:
@@ -128,14 +128,6 @@ def _nonblind(blurred: np.ndarray, kernel: np.ndarray) -> tuple[np.ndarray, floa
     started = time.perf_counter()
     result, _ = tv_deconvolve(torch.from_numpy(blurred).float()[None, None], torch.from_numpy(kernel.copy()))
     return result[0, 0].double().numpy(), time.perf_counter() - started
-
-
-def _numbers(text: str) -> list[int]:
-    numbers = []
-    for part in text.split(","):
-        low, _, high = part.partition("-")
-        numbers += list(range(int(low), int(high or low) + 1))
-    return numbers
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from common import DEFAULT_KODAK, blur_valid, kodak_paths, load_crop, noisy, print_table
+from common import DEFAULT_KODAK, blur_valid, kodak_paths, load_crop, noisy, parse_numbers, print_table
 from denoise_cli.core.metrics import psnr
 from denoise_cli.methods.deblur import deblur
 from denoise_cli.methods.deconvolution import tv_deconvolve
@@ -78,9 +78,7 @@ def main() -> None:
     parser.add_argument("--images", default="13-24")
     parser.add_argument("--parts", default="1,2")
     args = parser.parse_args()
-    low, _, high = args.images.partition("-")
-    numbers = list(range(int(low), int(high or low) + 1)) if "," not in args.images else \
-        [int(n) for n in args.images.split(",")]
+    numbers = parse_numbers(args.images)
     paths = list(zip(numbers, kodak_paths(args.kodak, numbers)))
     if "1" in args.parts.split(","):
         weight_check(paths)

@@ -18,7 +18,7 @@ import time
 import numpy as np
 import torch
 
-from common import DEFAULT_KODAK, kodak_paths, load_crop, noisy, print_table
+from common import DEFAULT_KODAK, kodak_paths, load_crop, noisy, parse_numbers, print_table
 from denoise_cli.core.imageio import as_stored
 from denoise_cli.core.metrics import psnr, ssim
 from denoise_cli.methods.tv import tv_denoise
@@ -42,14 +42,6 @@ def run_method(spec: str, x: torch.Tensor, seed: int) -> torch.Tensor:
     return METHODS[name](x, seed, **settings)
 
 
-def numbers(text: str) -> list[int]:
-    out = []
-    for part in text.split(","):
-        first, _, last = part.partition("-")
-        out += list(range(int(first), int(last or first) + 1))
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kodak", default=DEFAULT_KODAK)
@@ -63,7 +55,8 @@ def main() -> None:
     device = torch.device(args.device)
     methods = args.methods.split(",")
     scores: dict = {}
-    for number, path in zip(numbers(args.images), kodak_paths(args.kodak, numbers(args.images))):
+    numbers = parse_numbers(args.images)
+    for number, path in zip(numbers, kodak_paths(args.kodak, numbers)):
         clean = load_crop(path)
         for spec in args.noise.split(","):
             x = noisy(clean, spec, seed=number).to(device)

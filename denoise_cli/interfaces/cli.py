@@ -25,7 +25,8 @@ from ..core.psf_files import check_psf_path, write_psf_file
 from ..core.imageio import STDIO
 from ..methods import METHODS, Method
 from .config import Defaults, load_defaults
-from .options import AutoOr, FiniteFloat, NoiseType, PsfSpec, batch_options, device_option, experiment_options
+from .options import (AutoOr, FiniteFloat, NoiseType, PsfSpec, batch_options, device_option, experiment_options,
+                      solver_options)
 from .terminal import TerminalEvents, print_scores
 
 
@@ -151,9 +152,7 @@ def run_method(ctx: click.Context, method: Method, settings: dict, side_output: 
 @click.option("--norm", type=click.Choice(["isotropic", "anisotropic"]), show_default=True)
 @click.option("--channels", type=click.Choice(["coupled", "separate"]), show_default=True,
               help="coupled: one gradient magnitude across colour channels (no colour fringes).")
-@click.option("--max-iter", type=click.IntRange(min=1), show_default=True)
-@click.option("--tol", type=FiniteFloat(min=0), show_default=True,
-              help="Stop when the certified RMSE bound from the exact solution is below this ([0, 1] units).")
+@solver_options("Stop when the certified RMSE bound from the exact solution is below this ([0, 1] units).")
 @experiment_options
 @batch_options
 @click.pass_context
@@ -196,9 +195,7 @@ def zsn2n(ctx: click.Context, iterations, learning_rate, step_size, gamma, chann
               help="tv: colour-coupled total variation; adaptive: TV at edges, quadratic in flat areas.")
 @click.option("--method", type=click.Choice(["tv", "chan-wong"]), show_default=True,
               help="chan-wong: the origin's Chan-Wong alternating scheme (a baseline; needs --psf auto).")
-@click.option("--max-iter", type=click.IntRange(min=1), show_default=True)
-@click.option("--tol", type=FiniteFloat(min=0), show_default=True,
-              help="Stop when the RMS change per iteration is below this ([0, 1] units).")
+@solver_options("Stop when the RMS change per iteration is below this ([0, 1] units).")
 @batch_options
 @click.pass_context
 def deblur(ctx: click.Context, psf, psf_size, save_psf, weight, regularizer, method, max_iter, tol,

@@ -104,6 +104,14 @@ def _common_envvar(name: str) -> str:
     return f"DENOISE_{name.upper()}"
 
 
+def solver_options(tol_help: str):
+    """``--max-iter`` and ``--tol`` (what the tolerance measures is the method's: ``tol_help``)."""
+    def add(f):
+        f = click.option("--tol", type=FiniteFloat(min=0), show_default=True, help=tol_help)(f)
+        return click.option("--max-iter", type=click.IntRange(min=1), show_default=True)(f)
+    return add
+
+
 def device_option(f):
     return click.option("--device", type=str, metavar="|".join(DEVICE_CHOICES) + "|cuda:N", show_default=True,
                         envvar=_common_envvar("device"), help="Where to compute; an explicit device that is "
