@@ -1,4 +1,4 @@
-"""denoise: image denoising (total variation, Zero-Shot Noise2Noise) and scoring (SSIM, PSNR) on torch tensors.
+"""denoise: image denoising (total variation, Zero-Shot Noise2Noise), deblurring and scoring (SSIM, PSNR) on tensors.
 
 Tensors are (N, C, H, W), float32, values in [0, 1]. Files go through :func:`read_image` / :func:`write_image`,
 which keep bit depth, alpha, ICC profile and EXIF.
@@ -14,7 +14,8 @@ _API = {
     "write_image": ".core.imageio", "ms_ssim": ".core.metrics", "psnr": ".core.metrics", "ssim": ".core.metrics",
     "add_noise": ".core.noise", "parse_noise": ".core.noise", "resolve_device": ".core.device",
     "estimate_sigma": ".methods.noise_level", "total_variation": ".methods.operators", "tv_denoise": ".methods.tv",
-    "ZSN2N": ".methods.zsn2n", "zsn2n_denoise": ".methods.zsn2n",
+    "ZSN2N": ".methods.zsn2n", "zsn2n_denoise": ".methods.zsn2n", "deblur": ".methods.deblur",
+    "tv_deconvolve": ".methods.deconvolution", "parse_psf": ".methods.psf", "estimate_psf": ".methods.blind",
 }
 
 __all__ = sorted(_API)
