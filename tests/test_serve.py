@@ -46,7 +46,7 @@ def make_app(tmp_path):
 
 
 def _upload(client, *files, method="tv", **fields):
-    data = {"method": method, **fields, "images": [(io.BytesIO(body), name) for name, body in files]}
+    data = {"command": method, **fields, "images": [(io.BytesIO(body), name) for name, body in files]}
     return client.post("/api/jobs", data=data, content_type="multipart/form-data")
 
 
@@ -64,7 +64,7 @@ def test_upload_progress_result_equal_the_cli_output(tmp_path, make_app):
     app, client = make_app()
     noisy = (SAMPLES / "text.noisy.png").read_bytes()
     response = client.post("/api/jobs", data={
-        "method": "tv", "weight": "0.08", "images": [(io.BytesIO(noisy), "text.noisy.png")],
+        "command": "tv", "weight": "0.08", "images": [(io.BytesIO(noisy), "text.noisy.png")],
         "references": [(io.BytesIO((SAMPLES / "text.png").read_bytes()), "text.noisy.png")]},
         content_type="multipart/form-data")
     assert response.status_code == 202
@@ -92,6 +92,24 @@ def test_settings_are_validated_in_the_cli_words(tmp_path, make_app):
     assert "finite" in response.get_json()["error"]
     schema = client.get("/api/settings").get_json()["methods"]
     assert [f["name"] for f in schema["tv"]] == ["weight", "norm", "channels", "max_iter", "tol"]
+
+
+def test_the_page_deblurs_with_a_model_and_never_reads_a_path(tmp_path, make_app):
+    _, client = make_app()
+    sharp = (SAMPLES / "text.png").read_bytes()
+    for psf in ("/etc/passwd", "../k.npy"):
+        response = _upload(client, ("a.png", sharp), method="deblur", psf=psf)
+        assert response.status_code == 400 and "--psf" in response.get_json()["error"]
+        assert "passwd" not in response.get_json()["error"] or "command line" in response.get_json()["error"]
+    response = _upload(client, ("a.png", sharp), method="deblur", psf="box:3", weight="0.001")
+    assert response.status_code == 202
+    state = _wait(client, response.get_json()["id"])
+    assert state["images"][0]["status"] == "done"
+    result = client.get(f"/api/jobs/{response.get_json()['id']}/images/0/output")
+    assert result.headers["Content-Disposition"].endswith("filename=a.deblurred.png")
+    assert run_cli("deblur", SAMPLES / "text.png", "-o", tmp_path / "cli.png", "--psf", "box:3",
+                   "--weight", "0.001").code == 0
+    assert result.data == (tmp_path / "cli.png").read_bytes()
 
 
 def test_an_upload_over_max_bytes_is_refused_before_it_is_read(tmp_path, make_app):

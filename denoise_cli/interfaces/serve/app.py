@@ -21,16 +21,20 @@ from ...core import imageio
 from ...core.errors import DenoiseError
 from ...core.imageio import Image
 from ...methods import METHODS
+from ...methods.psf import MODELS as PSF_MODELS
+from ..options import PsfSpec
 from .work import JobQueue, Upload, WebJob
 
 STATIC = Path(__file__).resolve().parent / "static"
+#: The methods the page offers.
+PAGE_METHODS = ("tv", "zsn2n", "deblur")
 
 
 def method_schema(commands: dict, defaults: dict) -> dict:
     """For each method, its settings as the page shows them, from the click options the CLI uses (one schema):
     name, kind (choice, flag, number, integer, auto-or-number, auto-or-integer), choices, default, help."""
     schema = {}
-    for name in ("tv", "zsn2n"):
+    for name in PAGE_METHODS:
         options = {param.name: param for param in commands[name].params}
         fields = []
         for setting in (s for s in METHODS[name].settings if s != "seed"):
@@ -45,6 +49,8 @@ def method_schema(commands: dict, defaults: dict) -> dict:
 def _kind(param: click.Parameter) -> str:
     if getattr(param, "is_flag", False):
         return "flag"
+    if isinstance(param.type, PsfSpec):
+        return "text"
     if isinstance(param.type, click.Choice):
         return "choice"
     type_name = getattr(param.type, "name", "")
@@ -65,6 +71,10 @@ def parse_settings(commands: dict, defaults: dict, method: str, form) -> tuple[d
             value = defaults[method].get(setting, param.default)
         elif getattr(param, "is_flag", False):
             value = raw.lower() in ("1", "true", "on", "yes")
+        elif isinstance(param.type, PsfSpec) and raw != "auto" and raw.partition(":")[0] not in PSF_MODELS:
+            # a file name would be a path on this machine: the page takes models only
+            raise DenoiseError(f"{param.opts[-1]}: give 'auto' or a model ({', '.join(m + ':' for m in PSF_MODELS)}"
+                               "...); PSF files are for the command line")
         else:
             try:
                 value = param.type.convert(raw, param, None)
@@ -96,7 +106,7 @@ def create_app(config: dict, commands: dict, defaults: dict, root: Path) -> Flas
 
     @app.post("/api/jobs")
     def submit():
-        method = request.form.get("method", "")
+        method = request.form.get("command", "")
         if method not in schema:
             return _error(f"unknown method {method!r}: choose one of {', '.join(schema)}", 400)
         files = request.files.getlist("images")

@@ -14,7 +14,7 @@ async function loadSchema() {
 }
 
 function method() {
-  return form.querySelector("input[name=method]:checked").value;
+  return form.querySelector("input[name=command]:checked").value;
 }
 
 function showSettings() {
@@ -63,7 +63,7 @@ async function submit(event) {
     return;
   }
   const data = new FormData(form);
-  data.set("method", method());
+  data.set("command", method());
   document.getElementById("start").disabled = true;
   try {
     const response = await fetch("/api/jobs", { method: "POST", body: data });
@@ -166,6 +166,6 @@ drop.addEventListener("drop", (event) => {
   chosenFiles(images.files);
 });
 images.addEventListener("change", () => chosenFiles(images.files));
-form.addEventListener("change", (event) => { if (event.target.name === "method") showSettings(); });
+form.addEventListener("change", (event) => { if (event.target.name === "command") showSettings(); });
 form.addEventListener("submit", submit);
 loadSchema();
