@@ -18,7 +18,7 @@ from .blind import chan_wong, estimate_psf
 from .deconvolution import tv_deconvolve
 from .psf import as_array, parse_psf
 
-METHODS = ("tv", "chan-wong")
+DEBLUR_METHODS = ("tv", "chan-wong")
 AUTO = "auto"
 
 
@@ -28,8 +28,8 @@ def deblur(x: torch.Tensor, psf: str = AUTO, psf_size: int = 31, weight="auto", 
     """Deblur each image of (N, C, H, W) in [0, 1]. ``psf``: a spec or file (:func:`.psf.parse_psf`) or ``"auto"``
     (blind, a kernel of ``psf_size`` pixels, rounded up to odd). Returns the images and facts (those of
     :func:`.deconvolution.tv_deconvolve`, plus psf, psf_shape and psf_seconds, the time the blind estimate took)."""
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method not in DEBLUR_METHODS:
+        raise ValueError(f"method must be one of {DEBLUR_METHODS}, got {method!r}")
     if method == "chan-wong" and psf != AUTO:
         raise DenoiseError("--method chan-wong estimates the PSF itself: use it with --psf auto")
     outputs, kernels, facts = [], [], {}
