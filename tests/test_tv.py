@@ -9,7 +9,8 @@ from denoise_cli.core.imageio import as_stored
 from denoise_cli.core.metrics import psnr
 from denoise_cli.methods.noise_level import estimate_noise
 from denoise_cli.methods.sure import golden_max
-from denoise_cli.methods.operators import divergence, divergence_of_dual, gradient, total_variation
+from denoise_cli.methods.operators import (divergence, divergence_of_dual, gradient, group_norms, primal_gradient_into,
+                                          project_to_dual_ball_, total_variation, zero_dual)
 from denoise_cli.methods.tv import SURE_MIN_SIGMA_FRACTION, auto_weight, tv_denoise
 
 from .conftest import SAMPLES, noisy_copy
@@ -230,3 +231,20 @@ def test_the_duality_gap_in_row_blocks_equals_the_whole_image_one(dims):
     g = gradient(u).double()
     whole = lam.double() * (sum_of_group_norms(g, dims) - (g * p.double()).flatten(1).sum(dim=1))
     assert torch.allclose(duality_gap(u, p, lam, dims, rows=8), whole, rtol=1e-10, atol=1e-12)
+
+
+def test_the_solver_step_in_row_blocks_equals_the_whole_image_one():
+    """grad(f + lam div q) and the dual projection, computed a few rows at a time (the solver's memory bound), equal
+    the whole-image formulas for every row-block boundary case (first, middle, last, a last block of one row)."""
+    torch.manual_seed(0)
+    f = torch.rand(2, 3, 11, 9)
+    q = zero_dual(f)
+    q[:, :, 0, :-1] = torch.randn(2, 3, 10, 9)
+    q[:, :, 1, :, :-1] = torch.randn(2, 3, 11, 8)
+    lam = torch.tensor([0.1, 0.3]).view(2, 1, 1, 1)
+    expected = gradient(f + lam * divergence(q))
+    for rows in (1, 2, 5, 10, 128):
+        assert torch.allclose(primal_gradient_into(q, lam, f, zero_dual(f), rows=rows), expected, atol=1e-6)
+    for dims in ((1, 2), (2,), (1,), ()):
+        whole = q / group_norms(q, dims).clamp_min(1.0)
+        assert torch.allclose(project_to_dual_ball_(q.clone(), dims, rows=3), whole, atol=1e-7)

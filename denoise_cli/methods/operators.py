@@ -16,6 +16,8 @@ boundaries (the last row/column of each difference is 0).
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 NORMS = ("isotropic", "anisotropic")
@@ -40,11 +42,19 @@ def gradient(u: torch.Tensor) -> torch.Tensor:
     return g
 
 
-def gradient_into(u: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """:func:`gradient` written into ``out`` (N, C, 2, H, W), whose boundary entries must already be zero (for the
-    solver, no autograd)."""
-    torch.sub(u[:, :, 1:], u[:, :, :-1], out=out[:, :, 0, :-1])
-    torch.sub(u[:, :, :, 1:], u[:, :, :, :-1], out=out[:, :, 1, :, :-1])
+def primal_gradient_into(q: torch.Tensor, lam: torch.Tensor, f: torch.Tensor, out: torch.Tensor,
+                         rows: int = 128) -> torch.Tensor:
+    """out = grad(f + lam * div q) for the ROF solver: q (N, C, 2, H, W) with zero boundary entries, lam (N, 1, 1, 1),
+    f (N, C, H, W); ``out`` like q, its boundary entries zero. Computed ``rows`` image rows at a time, so that the
+    image f + lam div q (12 bytes per RGB pixel) is never whole in memory."""
+    height = q.shape[-2]
+    for top in range(0, height, rows):
+        bottom = min(top + rows, height)
+        first, last = max(top - 1, 0), min(bottom + 1, height)  # the row above completes div, the row below grad
+        image = divergence_of_dual(q[..., first:last, :])[:, :, top - first:].mul_(lam).add_(f[:, :, top:last])
+        torch.sub(image[:, :, 1:], image[:, :, :-1], out=out[:, :, 0, top:last - 1])
+        count = bottom - top
+        torch.sub(image[:, :, :count, 1:], image[:, :, :count, :-1], out=out[:, :, 1, top:bottom, :-1])
     return out
 
 
@@ -63,11 +73,11 @@ def divergence(p: torch.Tensor) -> torch.Tensor:
     return d
 
 
-def divergence_of_dual(p: torch.Tensor) -> torch.Tensor:
+def divergence_of_dual(p: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """:func:`divergence` for a dual variable whose boundary entries are zero (the solver's iterates), in 3 passes
-    instead of 5."""
+    instead of 5; written into ``out`` (N, C, H, W) when given."""
     py, px = p[:, :, 0], p[:, :, 1]
-    d = py + px
+    d = torch.add(py, px, out=out) if out is not None else py + px
     d[:, :, 1:] -= py[:, :, :-1]
     d[:, :, :, 1:] -= px[:, :, :, :-1]
     return d
@@ -95,9 +105,16 @@ def group_norms(g: torch.Tensor, dims: tuple) -> torch.Tensor:
     return squares.sqrt_()
 
 
-def project_to_dual_ball_(p: torch.Tensor, dims: tuple) -> torch.Tensor:
-    """Project each group of the dual variable ``p`` (N, C, 2, H, W) onto the unit ball of its norm, in place."""
-    return p.div_(group_norms(p, dims).clamp_min_(1.0))
+def project_to_dual_ball_(p: torch.Tensor, dims: tuple, rows: int = 128) -> torch.Tensor:
+    """Project each group of the dual variable ``p`` (N, C, 2, H, W) onto the unit ball of its norm, in place.
+
+    ``rows`` image rows at a time: the group norms of the whole image would take 36 bytes per pixel of an RGB image
+    for a moment, a third of the solver's own memory.
+    """
+    for top in range(0, p.shape[-2], rows):
+        block = p[..., top:top + rows, :]
+        block.div_(group_norms(block, dims).clamp_min_(1.0))
+    return p
 
 
 def sum_of_group_norms(g: torch.Tensor, dims: tuple) -> torch.Tensor:

@@ -25,7 +25,7 @@ import torch
 from ..core.errors import DenoiseError
 from .base import ProgressCallback
 from .noise_level import PATCH, estimate_noise
-from .operators import (check_modes, divergence_of_dual, duality_gap, gradient_into, group_dims,
+from .operators import (check_modes, divergence_of_dual, duality_gap, group_dims, primal_gradient_into,
                         project_to_dual_ball_, zero_dual)
 from .sure import sure_parameter
 
@@ -150,7 +150,7 @@ def tv_denoise(x: torch.Tensor, weight: Union[float, str, torch.Tensor] = "auto"
     if bool(flat.any()):
         u = torch.where(flat.to(x.device).view(-1, 1, 1, 1), x.float().mean(dim=(2, 3), keepdim=True), u)
     facts.update(solver_facts)
-    return u.to(x.dtype), facts
+    return u.contiguous().to(x.dtype), facts  # (the solver's u is a view into one of its buffers)
 
 
 def mean_weight(x: torch.Tensor) -> torch.Tensor:
@@ -192,7 +192,7 @@ def _fista_dual(f: torch.Tensor, lam: torch.Tensor, dims: tuple, max_iter: int, 
     while iteration < max_iter:
         iteration += 1
         # three preallocated buffers, no allocation of dual-sized arrays (page faults cost as much as the maths)
-        gradient_into(divergence_of_dual(q).mul_(lam4).add_(f), work)
+        primal_gradient_into(q, lam4, f, work)
         work.mul_(step).add_(q)
         p_next = project_to_dual_ball_(work, dims)
         t_next = (1.0 + (1.0 + 4.0 * t * t) ** 0.5) / 2.0
@@ -205,7 +205,9 @@ def _fista_dual(f: torch.Tensor, lam: torch.Tensor, dims: tuple, max_iter: int, 
         torch.add(p_next, back, alpha=-(t - 1.0) / t_next, out=q)
         p, work, t = p_next, back, t_next
         if iteration % check_every == 0 or iteration == max_iter:
-            u = divergence_of_dual(p).mul_(lam4).add_(f)  # the loop ends only here, so this u is the result
+            # u in the free half of work's buffer (it holds p - p_next, no longer needed): no new image in memory;
+            # the loop ends only here, so this u is the result
+            u = divergence_of_dual(p, out=work[:, :, 0]).mul_(lam4).add_(f)
             gap = duality_gap(u, p, lam, dims)
             bound = torch.sqrt(2.0 * gap.clamp_min(0) / values_per_image)
             worst = float(bound.max())
@@ -213,8 +215,10 @@ def _fista_dual(f: torch.Tensor, lam: torch.Tensor, dims: tuple, max_iter: int, 
                 first_bound = first_bound or worst
                 shown = max(shown, _percent_certified(first_bound, worst, tol))
                 progress(shown, 100, {"phase": "solving", "rmse_bound": worst})
-            if worst <= tol:
+            if worst <= tol or iteration == max_iter:
                 break
+            u = f
+            work[:, :, 0, -1].zero_()  # u's last row sat where the dual keeps zeros
     gap = gap.clamp_min(0) / values_per_image
     return u, p, {"iterations": iteration, "gap": gap.tolist(), "rmse_bound": bound.tolist(),
                "converged": bool((bound <= tol).all())}
