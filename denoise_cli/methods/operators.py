@@ -157,7 +157,9 @@ def duality_gap(u: torch.Tensor, p: torch.Tensor, lam: torch.Tensor, dims: tuple
     for top in range(0, height, rows):
         bottom = min(top + rows, height)
         g = gradient(u[:, :, top:bottom + 1])[..., : bottom - top, :].double()  # the row below completes u_y
-        total += sum_of_group_norms(g, dims) - (g * p[..., top:bottom, :].double()).flatten(1).sum(dim=1)
+        # group_norms, not sum_of_group_norms: vector_norm over the size-2 direction axis is ~10x slower here
+        norms = group_norms(g, dims).flatten(1).sum(dim=1)
+        total += norms - (g * p[..., top:bottom, :].double()).flatten(1).sum(dim=1)
     return lam.double() * total
 
 
