@@ -48,10 +48,10 @@ def _version() -> str:
                                "max_content_width": 110})
 @click.version_option(_version(), "--version", prog_name="denoise")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), envvar="DENOISE_CONFIG",
-              help="JSON file of defaults (sections: common, tv, zsn2n, noise, ssim).")
+              help="JSON file of defaults (sections: common, tv, zsn2n, deblur, noise, ssim, serve).")
 @click.pass_context
 def cli(ctx: click.Context, config_file: Optional[str]) -> None:
-    """Denoise images (total variation, Zero-Shot Noise2Noise) and score them (SSIM, PSNR).
+    """Denoise images (total variation, Zero-Shot Noise2Noise), deblur them, and score them (SSIM, PSNR).
 
     Precedence of settings: flag > environment variable (DENOISE_TV_WEIGHT, DENOISE_DEVICE, ...) > --config FILE >
     the built-in config.json.
