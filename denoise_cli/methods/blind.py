@@ -168,8 +168,7 @@ def _kernel_step(latent_gradient: torch.Tensor, observed_gradient: torch.Tensor,
     correlation = (latent_f.conj() * torch.fft.rfft2(observed_gradient)).sum(dim=0)
 
     def crop(full_f: torch.Tensor) -> torch.Tensor:
-        full = torch.fft.irfft2(full_f, s=(height, width))
-        return torch.roll(full, (kh // 2, kw // 2), (0, 1))[:kh, :kw]
+        return _kernel_from_spectrum(full_f, height, width, kh, kw)
 
     def apply(kernel: torch.Tensor) -> torch.Tensor:
         return crop(normal * transfer_function(kernel, height, width)) + KERNEL_WEIGHT * kernel
@@ -187,6 +186,13 @@ def _kernel_step(latent_gradient: torch.Tensor, observed_gradient: torch.Tensor,
         direction = residual + new_power / power.clamp_min(1e-30) * direction
         power = new_power
     return kernel
+
+
+def _kernel_from_spectrum(spectrum: torch.Tensor, height: int, width: int, kh: int, kw: int) -> torch.Tensor:
+    """The (kh, kw) kernel centred at the origin of the periodic (height, width) signal whose rfft2 is ``spectrum``
+    (the inverse of :func:`.psf.transfer_function`'s placement)."""
+    full = torch.fft.irfft2(spectrum, s=(height, width))
+    return torch.roll(full, (kh // 2, kw // 2), (0, 1))[:kh, :kw]
 
 
 def _clean_kernel(kernel: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
@@ -220,20 +226,20 @@ def chan_wong(x: torch.Tensor, psf_size: int, progress: Optional[ProgressCallbac
     laplacian = laplacian_symbol(height, width, f.dtype, f.device)
     observed_f = torch.fft.rfft2(f)
     gray_f = observed_f.mean(dim=0)
-    kernel = f.new_zeros(size, size)
-    kernel[size // 2 - 1: size // 2 + 2, size // 2 - 1: size // 2 + 2] = 1 / 9
     sigma = float(estimate_noise(x).underlying[0])
     image_weight = max(CHAN_WONG_IMAGE_WEIGHT_MIN, sigma ** 2 / CHAN_WONG_GRADIENT_VARIANCE)
-    for round_ in range(CHAN_WONG_ROUNDS):
+
+    def image_step(kernel: torch.Tensor) -> torch.Tensor:
         otf = transfer_function(kernel, height, width)
-        latent_f = otf.conj() * observed_f / (otf.abs() ** 2 + image_weight * laplacian)
-        latent_gray_f = latent_f.mean(dim=0)
+        return otf.conj() * observed_f / (otf.abs() ** 2 + image_weight * laplacian)
+
+    kernel = _box_start(size, f)
+    for round_ in range(CHAN_WONG_ROUNDS):
+        latent_gray_f = image_step(kernel).mean(dim=0)
         kernel_f = latent_gray_f.conj() * gray_f / (latent_gray_f.abs() ** 2
                                                      + CHAN_WONG_KERNEL_WEIGHT * laplacian + 1e-8)
-        full = torch.roll(torch.fft.irfft2(kernel_f, s=(height, width)), (size // 2, size // 2), (0, 1))
-        kernel = _clean_kernel(full[:size, :size], kernel)
+        kernel = _clean_kernel(_kernel_from_spectrum(kernel_f, height, width, size, size), kernel)
         if progress is not None:
             progress(round_ + 1, CHAN_WONG_ROUNDS, {"phase": "estimating the blur"})
-    otf = transfer_function(kernel, height, width)
-    latent_f = otf.conj() * observed_f / (otf.abs() ** 2 + image_weight * laplacian)
+    latent_f = image_step(kernel)
     return torch.fft.irfft2(latent_f, s=(height, width))[None].to(x.dtype), kernel.double()

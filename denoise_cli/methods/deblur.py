@@ -32,32 +32,39 @@ def deblur(x: torch.Tensor, psf: str = AUTO, psf_size: int = 31, weight="auto", 
         raise ValueError(f"method must be one of {DEBLUR_METHODS}, got {method!r}")
     if method == "chan-wong" and psf != AUTO:
         raise DenoiseError("--method chan-wong estimates the PSF itself: use it with --psf auto")
+    given = None if psf == AUTO else parse_psf(psf)  # read once for the batch
     outputs, kernels, facts = [], [], {}
     for image in x.split(1):
-        height, width = image.shape[-2:]
-        started = time.perf_counter()
-        if psf == AUTO:
-            if min(height, width) < 2 * psf_size:
-                raise DenoiseError(f"a {width}x{height} image is too small to estimate a {psf_size}-pixel PSF "
-                                   "(it takes twice the PSF size): lower --psf-size")
-            if method == "chan-wong":
-                restored, kernel = chan_wong(image, psf_size, progress)
-                outputs.append(restored)
-                kernels.append(kernel)
-                facts.setdefault("psf_seconds", []).append(round(time.perf_counter() - started, 3))
-                continue
-            kernel = estimate_psf(image, psf_size, progress)
-            facts.setdefault("psf_seconds", []).append(round(time.perf_counter() - started, 3))
+        if given is None:
+            restored, kernel = _blind(image, psf_size, method, facts, progress)
         else:
-            kernel = parse_psf(psf)
-        restored, image_facts = tv_deconvolve(image, kernel.to(image.device), weight, regularizer, max_iter, tol,
-                                              progress)
+            restored, kernel = None, given
+        if restored is None:  # the kernel is known: the non-blind TV pass
+            restored, image_facts = tv_deconvolve(image, kernel.to(image.device), weight, regularizer, max_iter, tol,
+                                                  progress)
+            for key, value in image_facts.items():
+                facts.setdefault(key, []).append(value[0] if isinstance(value, list) else value)
         outputs.append(restored)
         kernels.append(kernel)
-        for key, value in image_facts.items():
-            facts.setdefault(key, []).append(value[0] if isinstance(value, list) else value)
     if "converged" in facts:
         facts["converged"] = all(facts["converged"])
     facts["psf_shape"] = [list(kernel.shape) for kernel in kernels]
     facts["psf"] = [as_array(kernel).round(8).tolist() for kernel in kernels]
     return torch.cat(outputs), facts
+
+
+def _blind(image: torch.Tensor, psf_size: int, method: str, facts: dict,
+           progress: Optional[ProgressCallback]) -> tuple[Optional[torch.Tensor], torch.Tensor]:
+    """The kernel of one image (1, C, H, W) found blind, and the restored image when the method makes one itself
+    (Chan-Wong; None for ours, which restores with the non-blind pass); adds psf_seconds to ``facts``."""
+    height, width = image.shape[-2:]
+    if min(height, width) < 2 * psf_size:
+        raise DenoiseError(f"a {width}x{height} image is too small to estimate a {psf_size}-pixel PSF "
+                           "(it takes twice the PSF size): lower --psf-size")
+    started = time.perf_counter()
+    if method == "chan-wong":
+        restored, kernel = chan_wong(image, psf_size, progress)
+    else:
+        restored, kernel = None, estimate_psf(image, psf_size, progress)
+    facts.setdefault("psf_seconds", []).append(round(time.perf_counter() - started, 3))
+    return restored, kernel

@@ -164,8 +164,9 @@ def _admm(f: torch.Tensor, psf: torch.Tensor, lam: float, regularizer: str, max_
     otf_conj = otf.conj()
     lam = max(lam, 1e-8)
     rho = PENALTY_PER_WEIGHT * lam
-    # the u-step's Fourier division, with rho folded in; the v-step v = (M f + rho a) / (M + rho) as a * keep + data
-    solve = rho / (rho * (otf.abs() ** 2 + laplacian_symbol(grid_h, grid_w, f.dtype, f.device)))
+    # the u-step's Fourier division (rho multiplies both sides: it cancels); the v-step v = (M f + rho a) / (M + rho)
+    # as a * keep + data
+    solve = 1.0 / (otf.abs() ** 2 + laplacian_symbol(grid_h, grid_w, f.dtype, f.device))
     keep, data = rho / (mask + rho), observed / (mask + rho)
     exponent = _adaptive_exponent(f, top, left, grid_h, grid_w) if regularizer == "adaptive" else None
 
