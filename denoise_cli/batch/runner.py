@@ -171,6 +171,8 @@ def _denoise(image: Image, method: Method, settings: dict, options: RunOptions,
              events: Events) -> tuple[torch.Tensor, dict]:
     torch.manual_seed(options.seed)
     x = image.pixels.to(options.device)
+    if method.takes_output_step:
+        settings = dict(settings, output_step=imageio.quantisation_step(image.dtype))
     result, facts = method.function(x, progress=events.progress, **settings)
     return result.detach().to("cpu", torch.float32), facts
 

@@ -77,6 +77,11 @@ def sample_range(dtype: np.dtype) -> float:
     return float(np.iinfo(dtype).max) if dtype.kind in "ui" else 1.0
 
 
+def quantisation_step(dtype: np.dtype) -> float:
+    """One level of an integer sample type in [0, 1] units (1/255 for uint8), 0.0 for floating point."""
+    return 1.0 / sample_range(dtype) if np.dtype(dtype).kind in "ui" else 0.0
+
+
 # ----------------------------------------------------------------------------------------------------------- reading
 
 def read_image(path: PathLike, max_pixels: int = MAX_PIXELS) -> Image:

@@ -152,7 +152,8 @@ def run_method(ctx: click.Context, method: Method, settings: dict, side_output: 
 @click.option("--norm", type=click.Choice(["isotropic", "anisotropic"]), show_default=True)
 @click.option("--channels", type=click.Choice(["coupled", "separate"]), show_default=True,
               help="coupled: one gradient magnitude across colour channels (no colour fringes).")
-@solver_options("Stop when the certified RMSE bound from the exact solution is below this ([0, 1] units).")
+@solver_options("Stop when the certified RMSE bound from the exact solution is below this ([0, 1] units); 'auto': "
+                "a quarter of one level of the output file (1/1020 for 8-bit), at least 5e-4.", tol_auto=True)
 @experiment_options
 @batch_options
 @click.pass_context

@@ -104,10 +104,12 @@ def _common_envvar(name: str) -> str:
     return f"DENOISE_{name.upper()}"
 
 
-def solver_options(tol_help: str):
-    """``--max-iter`` and ``--tol`` (what the tolerance measures is the method's: ``tol_help``)."""
+def solver_options(tol_help: str, tol_auto: bool = False):
+    """``--max-iter`` and ``--tol`` (what the tolerance measures is the method's: ``tol_help``; ``tol_auto``: it may
+    also be ``auto``)."""
     def add(f):
-        f = click.option("--tol", type=FiniteFloat(min=0), show_default=True, help=tol_help)(f)
+        tol_type = AutoOr(float, 0) if tol_auto else FiniteFloat(min=0)
+        f = click.option("--tol", type=tol_type, show_default=True, help=tol_help)(f)
         return click.option("--max-iter", type=click.IntRange(min=1), show_default=True)(f)
     return add
 

@@ -69,7 +69,8 @@ def describe(record: dict) -> str:
         if isinstance(record.get(key), (int, float)):
             parts.append(f"{label} {record[key]:.4g}")
     if "rmse_bound" in record["facts"]:
-        parts.append(f"rmse bound {record['facts']['rmse_bound'][0]:.2g}")
+        tol = record["facts"].get("tol")
+        parts.append(f"rmse bound {record['facts']['rmse_bound'][0]:.2g}" + (f" (tol {tol:.2g})" if tol else ""))
     if "psf_shape" in record["facts"]:
         height, width = record["facts"]["psf_shape"][0]
         found = record["facts"].get("psf_seconds")

@@ -17,9 +17,12 @@ MethodFunction = Callable[..., tuple]  # (x, *, progress=None, **settings) -> (t
 
 @dataclass(frozen=True)
 class Method:
-    """name: the subcommand; function: the denoiser; settings: the options passed to it; suffix: output naming."""
+    """name: the subcommand; function: the denoiser; settings: the options passed to it; suffix: output naming;
+    takes_output_step: the function also takes ``output_step``, the quantisation step of the output file in [0, 1]
+    units (1/255 for 8-bit, 0 for float), to stop as soon as further work could not change what is written."""
 
     name: str
     function: MethodFunction
     settings: tuple
     suffix: str = ".denoised"
+    takes_output_step: bool = False

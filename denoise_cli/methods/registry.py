@@ -16,7 +16,7 @@ def _unchanged(x: torch.Tensor, progress: Optional[ProgressCallback] = None) -> 
 
 
 METHODS = {
-    "tv": Method("tv", tv.tv_denoise, ("weight", "norm", "channels", "max_iter", "tol")),
+    "tv": Method("tv", tv.tv_denoise, ("weight", "norm", "channels", "max_iter", "tol"), takes_output_step=True),
     "zsn2n": Method("zsn2n", zsn2n.zsn2n_denoise,
                     ("iterations", "learning_rate", "step_size", "gamma", "channels", "exact", "seed")),
     "deblur": Method("deblur", deblur.deblur,
