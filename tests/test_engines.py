@@ -45,6 +45,17 @@ def _rows(report: Path) -> list:
     return rows
 
 
+def _rounded(value):
+    """``value`` (nested lists and dicts) with every float rounded to 12 significant digits."""
+    if isinstance(value, float):
+        return float(f"{value:.12g}")
+    if isinstance(value, dict):
+        return {key: _rounded(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_rounded(item) for item in value]
+    return value
+
+
 def _outputs(folder: Path) -> dict:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
@@ -146,7 +157,9 @@ def test_a_local_dask_cluster_gives_the_same_outputs_and_report(tmp_path, retina
     local, dask = _rows(tmp_path / "local.json"), _rows(tmp_path / "dask.json")
     for row in dask:
         row["output"] = row["output"].replace(str(tmp_path / "dask"), str(tmp_path / "local"))
-    assert local == dask
+    # equal up to the last bits of floats: one thread per worker sums in another order than two threads, which can
+    # take the weight search to the same lambda by another rounding (the outputs above are byte-identical)
+    assert _rounded(local) == _rounded(dask)
 
 
 KILLED_WORKER_RUN = """
