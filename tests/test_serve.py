@@ -97,7 +97,7 @@ def test_settings_are_validated_in_the_cli_words(tmp_path, make_app):
 def test_the_page_deblurs_with_a_model_and_never_reads_a_path(tmp_path, make_app):
     _, client = make_app()
     sharp = (SAMPLES / "text.png").read_bytes()
-    for psf in ("/etc/passwd", "../k.npy"):
+    for psf in ("/etc/passwd", "../k.npy", ""):  # ("": none given; there is no default)
         response = _upload(client, ("a.png", sharp), method="deblur", psf=psf)
         assert response.status_code == 400 and "--psf" in response.get_json()["error"]
         assert "passwd" not in response.get_json()["error"] or "command line" in response.get_json()["error"]

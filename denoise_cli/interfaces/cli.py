@@ -25,8 +25,8 @@ from ..core.psf_files import check_psf_path, write_psf_file
 from ..core.imageio import STDIO
 from ..methods import METHODS, Method
 from .config import Defaults, load_defaults
-from .options import (AutoOr, FiniteFloat, NoiseType, PsfSpec, batch_options, device_option, experiment_options,
-                      solver_options)
+from .options import (NO_PSF, AutoOr, FiniteFloat, NoiseType, PsfSpec, batch_options, device_option,
+                      experiment_options, solver_options)
 from .terminal import TerminalEvents, print_scores
 
 
@@ -183,9 +183,9 @@ def zsn2n(ctx: click.Context, iterations, learning_rate, step_size, gamma, chann
 
 
 @cli.command()
-@click.option("--psf", type=PsfSpec(), show_default=True,
-              help="The blur: 'auto' (found from the image), gaussian:SIGMA, motion:LENGTH[,ANGLE], box:N, disk:R, "
-                   "or a file (PNG/TIFF of any depth, .npy); normalised to sum 1.")
+@click.option("--psf", type=PsfSpec(),
+              help="The blur (required): 'auto' (found from the image), gaussian:SIGMA, motion:LENGTH[,ANGLE], box:N, "
+                   "disk:R, or a file (PNG/TIFF of any depth, .npy); normalised to sum 1.")
 @click.option("--psf-size", type=click.IntRange(min=3), show_default=True,
               help="With --psf auto: the largest blur expected, in pixels (rounded up to odd).")
 @click.option("--save-psf", type=click.Path(dir_okay=False),
@@ -202,6 +202,8 @@ def zsn2n(ctx: click.Context, iterations, learning_rate, step_size, gamma, chann
 def deblur(ctx: click.Context, psf, psf_size, save_psf, weight, regularizer, method, max_iter, tol,
            **options) -> None:
     """Undo a blur: total-variation deconvolution with a known PSF, or blind (--psf auto). Borders do not ring."""
+    if psf is None:  # no default: a blind estimate can fail on some photos, so the user asks for it
+        raise UsageError(NO_PSF)
     if method == "chan-wong" and psf != "auto":
         raise UsageError("--method chan-wong estimates the PSF itself: use it with --psf auto")
     settings = {"psf": psf, "psf_size": psf_size, "weight": weight, "regularizer": regularizer, "method": method,

@@ -84,6 +84,11 @@ class NoiseType(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
+#: ``deblur`` without ``--psf``: it has no default, because a blind estimate can fail on some photos.
+NO_PSF = ("deblur needs --psf: the blur as a file or a model (gaussian:SIGMA, motion:LENGTH[,ANGLE], box:N, disk:R), "
+          "or 'auto' to estimate it from the image (blind)")
+
+
 class PsfSpec(click.ParamType):
     """``auto``, a PSF model (``gaussian:SIGMA``, ``motion:L[,DEG]``, ``box:N``, ``disk:R``) or a PSF file, checked
     here (read and normalised once) so that a bad PSF is a usage error before any work; the value stays the text."""

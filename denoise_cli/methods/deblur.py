@@ -22,7 +22,7 @@ DEBLUR_METHODS = ("tv", "chan-wong")
 AUTO = "auto"
 
 
-def deblur(x: torch.Tensor, psf: str = AUTO, psf_size: int = 31, weight="auto", regularizer: str = "tv",
+def deblur(x: torch.Tensor, psf: str, psf_size: int = 31, weight="auto", regularizer: str = "tv",
            method: str = "tv", max_iter: int = 300, tol: float = 1e-4,
            progress: Optional[ProgressCallback] = None) -> tuple[torch.Tensor, dict]:
     """Deblur each image of (N, C, H, W) in [0, 1]. ``psf``: a spec or file (:func:`.psf.parse_psf`) or ``"auto"``

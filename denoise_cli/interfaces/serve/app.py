@@ -22,7 +22,7 @@ from ...core.errors import DenoiseError
 from ...core.imageio import Image
 from ...methods import METHODS
 from ...methods.psf import MODELS as PSF_MODELS
-from ..options import PsfSpec
+from ..options import NO_PSF, PsfSpec
 from .work import JobQueue, Upload, WebJob
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -69,6 +69,8 @@ def parse_settings(commands: dict, defaults: dict, method: str, form) -> tuple[d
         raw = form.get(setting)
         if raw is None or raw == "":
             value = defaults[method].get(setting, param.default)
+            if value is None and isinstance(param.type, PsfSpec):
+                raise DenoiseError(NO_PSF)
         elif getattr(param, "is_flag", False):
             value = raw.lower() in ("1", "true", "on", "yes")
         elif isinstance(param.type, PsfSpec) and raw != "auto" and raw.partition(":")[0] not in PSF_MODELS:
