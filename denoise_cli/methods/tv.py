@@ -212,6 +212,8 @@ def _fista_dual(f: torch.Tensor, lam: torch.Tensor, dims: tuple, max_iter: int, 
     u = f
     iteration = 0
     first_bound, shown = 0.0, 0  # for progress: the first certified bound, and the percent shown so far
+    checks: list = []  # (iteration, worst bound) at each check
+    next_check = check_every
     while iteration < max_iter:
         iteration += 1
         # three preallocated buffers, no allocation of dual-sized arrays (page faults cost as much as the maths)
@@ -228,7 +230,7 @@ def _fista_dual(f: torch.Tensor, lam: torch.Tensor, dims: tuple, max_iter: int, 
             t_next, t = 1.0, 1.0
         torch.add(p_next, back, alpha=-(t - 1.0) / t_next, out=q)
         p, work, t = p_next, back, t_next
-        if iteration % check_every == 0 or iteration == max_iter:
+        if iteration == next_check or iteration == max_iter:
             # u in the free half of work's buffer (it holds p - p_next, no longer needed): no new image in memory;
             # the loop ends only here, so this u is the result
             u = divergence_of_dual(p, out=work[:, :, 0]).mul_(lam4).add_(f)
@@ -246,11 +248,27 @@ def _fista_dual(f: torch.Tensor, lam: torch.Tensor, dims: tuple, max_iter: int, 
                 progress(shown, 100, {"phase": "solving", "rmse_bound": worst})
             if worst <= tol or iteration == max_iter:
                 break
+            checks.append((iteration, worst))
+            next_check = iteration + _iterations_to_next_check(checks, tol, check_every)
             u = f
             work[:, :, 0, -1].zero_()  # u's last row sat where the dual keeps zeros
     gap = gap.clamp_min(0) / values_per_image
     return u, p, {"iterations": iteration, "gap": gap.tolist(), "rmse_bound": bound.tolist(),
                "converged": bool((bound <= tol).all())}
+
+
+def _iterations_to_next_check(checks: list, tol: float, check_every: int) -> int:
+    """When to check next, from the (iteration, bound) of the checks so far: where the bound's power-law decay
+    through the last two checks reaches ``tol`` (the decay slows as it goes, so this is rarely too late), but at least
+    2 and at most 2 x check_every iterations on; check_every until there are two checks."""
+    if len(checks) < 2 or tol <= 0:
+        return check_every
+    (first, first_bound), (last, last_bound) = checks[-2:]
+    if last_bound >= first_bound:
+        return check_every
+    rate = math.log(first_bound / last_bound) / math.log(last / first)  # bound ~ iteration ** -rate
+    predicted = last * (last_bound / tol) ** (1.0 / rate)
+    return min(max(math.ceil(predicted) - last, 2), 2 * check_every)
 
 
 def _rmse_bound(gap: torch.Tensor, values_per_image: int) -> torch.Tensor:
