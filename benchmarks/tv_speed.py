@@ -22,6 +22,7 @@ The speed-up is the time of scikit-image run to 0.1/255 over ours, end to end.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import subprocess
 import sys
@@ -126,6 +127,7 @@ def main() -> None:
             f = x[0].permute(1, 2, 0).double().numpy()
             converged_np = converged[0].permute(1, 2, 0).numpy()
 
+            @functools.lru_cache(maxsize=None)  # the search's last run is the one the table reports
             def chambolle(count: int) -> np.ndarray:
                 return denoise_tv_chambolle(f, weight=weight, eps=0.0, max_num_iter=count, channel_axis=-1)
 

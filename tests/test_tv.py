@@ -272,3 +272,13 @@ def test_the_solver_step_in_row_blocks_equals_the_whole_image_one():
     for dims in ((1, 2), (2,), (1,), ()):
         whole = q / group_norms(q, dims).clamp_min(1.0)
         assert torch.allclose(project_to_dual_ball_(q.clone(), dims, rows=3), whole, atol=1e-7)
+
+def test_the_check_schedule_follows_the_bound_and_stays_within_its_limits():
+    from denoise_cli.methods.tv import _iterations_to_next_check
+    assert _iterations_to_next_check(None, (10, 1e-2), 1e-3, 10) == 10
+    # bound ~ 1/iteration: from 5e-3 at 20 it reaches 1e-3 at 100, beyond the longest step of 20
+    assert _iterations_to_next_check((10, 1e-2), (20, 5e-3), 1e-3, 10) == 20
+    assert _iterations_to_next_check((10, 2.5e-3), (20, 1.25e-3), 1e-3, 10) == 5  # 1/iteration: 1e-3 at 25
+    # a bound that barely moves (its power law would overflow a float) or grows: the longest or the usual step
+    assert _iterations_to_next_check((10, 1e-2), (20, 1e-2 * (1 - 1e-15)), 1e-3, 10) == 20
+    assert _iterations_to_next_check((10, 1e-2), (20, 2e-2), 1e-3, 10) == 10

@@ -212,7 +212,7 @@ def _fista_dual(f: torch.Tensor, lam: torch.Tensor, dims: tuple, max_iter: int, 
     u = f
     iteration = 0
     first_bound, shown = 0.0, 0  # for progress: the first certified bound, and the percent shown so far
-    checks: list = []  # (iteration, worst bound) at each check
+    previous_check: Optional[tuple] = None  # (iteration, worst bound) of the last check
     next_check = check_every
     while iteration < max_iter:
         iteration += 1
@@ -248,8 +248,8 @@ def _fista_dual(f: torch.Tensor, lam: torch.Tensor, dims: tuple, max_iter: int, 
                 progress(shown, 100, {"phase": "solving", "rmse_bound": worst})
             if worst <= tol or iteration == max_iter:
                 break
-            checks.append((iteration, worst))
-            next_check = iteration + _iterations_to_next_check(checks, tol, check_every)
+            next_check = iteration + _iterations_to_next_check(previous_check, (iteration, worst), tol, check_every)
+            previous_check = (iteration, worst)
             u = f
             work[:, :, 0, -1].zero_()  # u's last row sat where the dual keeps zeros
     gap = gap.clamp_min(0) / values_per_image
@@ -257,18 +257,17 @@ def _fista_dual(f: torch.Tensor, lam: torch.Tensor, dims: tuple, max_iter: int, 
                "converged": bool((bound <= tol).all())}
 
 
-def _iterations_to_next_check(checks: list, tol: float, check_every: int) -> int:
-    """When to check next, from the (iteration, bound) of the checks so far: where the bound's power-law decay
-    through the last two checks reaches ``tol`` (the decay slows as it goes, so this is rarely too late), but at least
-    2 and at most 2 x check_every iterations on; check_every until there are two checks."""
-    if len(checks) < 2 or tol <= 0:
+def _iterations_to_next_check(previous: Optional[tuple], last: tuple, tol: float, check_every: int) -> int:
+    """When to check next, from the (iteration, bound) of the last two checks: where the bound's power-law decay
+    through them reaches ``tol`` (the decay slows as it goes, so this is rarely too late), but at least 2 and at most
+    2 x check_every iterations on; check_every after the first check."""
+    if previous is None or tol <= 0 or last[1] >= previous[1]:
         return check_every
-    (first, first_bound), (last, last_bound) = checks[-2:]
-    if last_bound >= first_bound:
-        return check_every
-    rate = math.log(first_bound / last_bound) / math.log(last / first)  # bound ~ iteration ** -rate
-    predicted = last * (last_bound / tol) ** (1.0 / rate)
-    return min(max(math.ceil(predicted) - last, 2), 2 * check_every)
+    (first, first_bound), (at, bound) = previous, last
+    rate = math.log(first_bound / bound) / math.log(at / first)  # bound ~ iteration ** -rate
+    # log of the predicted iteration, capped before exp: a slow decay (rate near 0) predicts a huge number
+    log_predicted = min(math.log(at) + math.log(bound / tol) / rate, math.log(at + 2 * check_every))
+    return min(max(math.ceil(math.exp(log_predicted)) - at, 2), 2 * check_every)
 
 
 def _rmse_bound(gap: torch.Tensor, values_per_image: int) -> torch.Tensor:
