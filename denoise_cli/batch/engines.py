@@ -115,7 +115,12 @@ class ProcessPool(Engine):
         return ProcessPoolExecutor(workers, mp_context=_worker_context(self.device), initializer=_start_worker)
 
     def submit(self, job: Job, task: Task) -> Future:
-        return self._pool.submit(run_in_worker, job, task)
+        try:
+            return self._pool.submit(run_in_worker, job, task)
+        except BrokenProcessPool as exc:  # a worker died since the last wait: this job is lost with the pool
+            lost: Future = Future()
+            lost.set_exception(exc)
+            return lost
 
     def lost(self, error: BaseException) -> bool:
         if isinstance(error, BrokenProcessPool):
