@@ -40,7 +40,8 @@ from skimage.restoration import denoise_tv_chambolle
 from common import DEFAULT_KODAK, kodak_paths, load_crop, noisy, parse_numbers, print_table
 from denoise_cli.core.imageio import as_stored
 from denoise_cli.methods.operators import group_dims
-from denoise_cli.methods.tv import _fista_dual, auto_weight, tv_denoise
+from denoise_cli.methods.rof import solve_rof
+from denoise_cli.methods.tv import auto_weight, tv_denoise
 
 TARGET = 0.1 / 255
 #: The peer as a user runs it: read, denoise, write. argv: input, output, weight, iterations ("default": its own
@@ -116,7 +117,7 @@ def main() -> None:
         Image.fromarray((x[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(source)
         for channels in ("separate", "coupled"):
             weight = float(auto_weight(x, "isotropic", channels)[0][0])
-            converged, _, facts = _fista_dual(x.double(), torch.tensor([weight], dtype=torch.float64),
+            converged, _, facts = solve_rof(x.double(), torch.tensor([weight], dtype=torch.float64),
                                               group_dims("isotropic", channels), 20000, 1e-5, 50, None)
             assert facts["converged"], facts
             argv = [denoise, "tv", source, "-o", target, "--overwrite", "--weight", repr(weight),

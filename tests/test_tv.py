@@ -9,8 +9,8 @@ from denoise_cli.core.imageio import as_stored
 from denoise_cli.core.metrics import psnr
 from denoise_cli.methods.noise_level import estimate_noise
 from denoise_cli.methods.sure import golden_max
-from denoise_cli.methods.operators import (divergence, divergence_of_dual, gradient, group_norms, primal_gradient_into,
-                                          project_to_dual_ball_, total_variation, zero_dual)
+from denoise_cli.methods.operators import (divergence, divergence_of_dual, gradient, group_norms, total_variation,
+                                          zero_dual)
 from denoise_cli.methods.tv import SURE_MIN_SIGMA_FRACTION, auto_weight, tv_denoise
 
 from .conftest import SAMPLES, noisy_copy
@@ -150,11 +150,11 @@ def test_the_duality_gap_bounds_the_distance_to_the_optimum(retina, norm, channe
 def test_the_averaged_certificate_is_tighter_than_the_plain_duality_gap(retina):
     """The gap of the iterates' weighted average certifies the same u more tightly than P(u) - D(p)."""
     from denoise_cli.methods.operators import duality_gap, group_dims
-    from denoise_cli.methods.tv import _fista_dual
+    from denoise_cli.methods.rof import solve_rof
     f = _to_tensor(noisy_copy(retina[:96, :96], 25, seed=6))
     lam = torch.tensor([0.08])
     dims = group_dims("isotropic", "separate")
-    u, p, facts = _fista_dual(f, lam, dims, max_iter=60, tol=0, check_every=60, progress=None)
+    u, p, facts = solve_rof(f, lam, dims, max_iter=60, tol=0, check_every=60, progress=None)
     plain = float(duality_gap(divergence_of_dual(p).mul_(0.08).add_(f), p, lam, dims))
     assert facts["gap"][0] * f.numel() < 0.5 * plain
 
@@ -252,29 +252,44 @@ def test_the_duality_gap_in_row_blocks_equals_the_whole_image_one(dims):
     assert torch.allclose(duality_gap(u, p, lam, dims, candidate=candidate, rows=8), whole, rtol=1e-6, atol=1e-9)
 
 
-def test_the_solver_step_in_row_blocks_equals_the_whole_image_one():
-    """grad(f + lam div q), the running average of f + lam div q and the dual projection, computed a few rows at a
-    time (the solver's memory bound), equal the whole-image formulas for every row-block boundary case (first,
-    middle, last, a last block of one row)."""
+def test_one_solver_sweep_in_row_blocks_is_one_whole_image_fista_step():
+    """The fused sweep (momentum of the last step, dual step, projection, restart test, average) done a few rows at
+    a time equals the whole-image formulas, for every row-block boundary case (first, middle, last, one-row blocks),
+    every norm group, one weight or one per image."""
+    from denoise_cli.methods.rof import _dual_buffer, _sweep
     torch.manual_seed(0)
     f = torch.rand(2, 3, 11, 9)
-    q = zero_dual(f)
-    q[:, :, 0, :-1] = torch.randn(2, 3, 10, 9)
-    q[:, :, 1, :, :-1] = torch.randn(2, 3, 11, 8)
-    lam = torch.tensor([0.1, 0.3]).view(2, 1, 1, 1)
-    image = f + lam * divergence(q)
-    average = torch.rand(2, 3, 11, 9)
-    for rows in (1, 2, 5, 10, 128):
-        mixed = average.clone()
-        out = primal_gradient_into(q, lam, f, zero_dual(f), rows=rows, average=mixed, average_share=0.25)
-        assert torch.allclose(out, gradient(image), atol=1e-6)
-        assert torch.allclose(mixed, 0.75 * average + 0.25 * image, atol=1e-6)
+
+    def feasible_dual(dims):
+        g = zero_dual(f)
+        g[:, :, 0, :-1] = torch.randn(2, 3, 10, 9)
+        g[:, :, 1, :, :-1] = torch.randn(2, 3, 11, 8)
+        return g / group_norms(g, dims).clamp_min(1.0)
+
     for dims in ((1, 2), (2,), (1,), ()):
-        whole = q / group_norms(q, dims).clamp_min(1.0)
-        assert torch.allclose(project_to_dual_ball_(q.clone(), dims, rows=3), whole, atol=1e-7)
+        p, back = feasible_dual(dims), feasible_dual(dims) - feasible_dual(dims)
+        for lam in (torch.tensor([0.2, 0.2]), torch.tensor([0.1, 0.3])):
+            lam4 = lam.view(2, 1, 1, 1)
+            step = 0.625 if lam[0] == lam[1] else (1 / (8 * lam)).view(2, 1, 1, 1, 1)
+            q = p - 0.4 * back
+            image = f + lam4 * divergence(q)
+            new = q + (1 / (8 * lam)).view(2, 1, 1, 1, 1) * gradient(image)
+            new = new / group_norms(new, dims).clamp_min(1.0)
+            uphill = float(((q - new) * (new - p)).sum()) > 0
+            average = torch.rand(2, 3, 11, 9)
+            for rows in (1, 2, 5, 10, 128):
+                buffers = [_dual_buffer(f).copy_(x) for x in (p, back, zero_dual(f))]
+                mixed = average.clone()
+                went_uphill = _sweep(f, lam4, step, dims, *buffers, 0.4, mixed, 0.25, rows)
+                assert torch.allclose(buffers[1], new, atol=1e-6)  # the new iterate in out
+                assert torch.allclose(buffers[0], p - new, atol=1e-6)  # p - p_new in p
+                assert torch.allclose(buffers[2], q, atol=1e-6)
+                assert torch.allclose(mixed, 0.75 * average + 0.25 * image, atol=1e-6)
+                assert went_uphill == uphill
+
 
 def test_the_check_schedule_follows_the_bound_and_stays_within_its_limits():
-    from denoise_cli.methods.tv import _iterations_to_next_check
+    from denoise_cli.methods.rof import _iterations_to_next_check
     assert _iterations_to_next_check(None, (10, 1e-2), 1e-3, 10) == 10
     # bound ~ 1/iteration: from 5e-3 at 20 it reaches 1e-3 at 100, beyond the longest step of 20
     assert _iterations_to_next_check((10, 1e-2), (20, 5e-3), 1e-3, 10) == 20

@@ -42,26 +42,6 @@ def gradient(u: torch.Tensor) -> torch.Tensor:
     return g
 
 
-def primal_gradient_into(q: torch.Tensor, lam: torch.Tensor, f: torch.Tensor, out: torch.Tensor,
-                         rows: int = 128, average: Optional[torch.Tensor] = None,
-                         average_share: float = 0.0) -> torch.Tensor:
-    """out = grad(f + lam * div q) for the ROF solver: q (N, C, 2, H, W) with zero boundary entries, lam (N, 1, 1, 1),
-    f (N, C, H, W); ``out`` like q, its boundary entries zero. Computed ``rows`` image rows at a time, so that the
-    image f + lam div q (12 bytes per RGB pixel) is never whole in memory. With ``average`` (N, C, H, W), that image
-    is also mixed into it in place: average += average_share * (image - average)."""
-    height = q.shape[-2]
-    for top in range(0, height, rows):
-        bottom = min(top + rows, height)
-        first, last = max(top - 1, 0), min(bottom + 1, height)  # the row above completes div, the row below grad
-        image = divergence_of_dual(q[..., first:last, :])[:, :, top - first:].mul_(lam).add_(f[:, :, top:last])
-        if average is not None:
-            average[:, :, top:bottom].lerp_(image[:, :, :bottom - top], average_share)
-        torch.sub(image[:, :, 1:], image[:, :, :-1], out=out[:, :, 0, top:last - 1])
-        count = bottom - top
-        torch.sub(image[:, :, :count, 1:], image[:, :, :count, :-1], out=out[:, :, 1, top:bottom, :-1])
-    return out
-
-
 def divergence(p: torch.Tensor) -> torch.Tensor:
     """The negative adjoint of :func:`gradient`: (N, C, 2, H, W) -> (N, C, H, W), so <grad u, p> = -<u, div p>.
 
@@ -107,18 +87,6 @@ def group_norms(g: torch.Tensor, dims: tuple) -> torch.Tensor:
     if 2 in dims:
         squares = squares[:, :, 0:1] + squares[:, :, 1:2]
     return squares.sqrt_()
-
-
-def project_to_dual_ball_(p: torch.Tensor, dims: tuple, rows: int = 128) -> torch.Tensor:
-    """Project each group of the dual variable ``p`` (N, C, 2, H, W) onto the unit ball of its norm, in place.
-
-    ``rows`` image rows at a time: the group norms of the whole image would take 36 bytes per pixel of an RGB image
-    for a moment, a third of the solver's own memory.
-    """
-    for top in range(0, p.shape[-2], rows):
-        block = p[..., top:top + rows, :]
-        block.div_(group_norms(block, dims).clamp_min_(1.0))
-    return p
 
 
 def sum_of_group_norms(g: torch.Tensor, dims: tuple) -> torch.Tensor:

@@ -4,14 +4,8 @@ ROF (Rudin, Osher & Fatemi 1992): :math:`\min_u \tfrac12\|u - f\|^2 + \lambda\,\
 :math:`\mathrm{TV}(u) = \sum_i \|(\nabla u)_i\|`, forward differences with Neumann boundaries, and the norm taken over
 groups that the ``norm`` and ``channels`` settings choose (the table in :mod:`.operators`).
 
-The solver is Beck & Teboulle's fast gradient projection (FISTA on the dual, 2009) with adaptive restart
-(O'Donoghue & Candes 2015). With :math:`u = f + \lambda\,\mathrm{div}\,p` for any dual-feasible ``p`` (each group of
-``p`` in the unit ball of the dual norm) and any image :math:`a`, the gap
-:math:`G = P(a) - D(p) = \tfrac12\|a - u\|^2 + \lambda \sum_i (\|(\nabla a)_i\| - \langle (\nabla a)_i, p_i\rangle)`
-bounds :math:`D^* - D(p)`, and because the dual is 1-strongly concave in u, :math:`\|u - u^*\|^2 \le 2G`. The
-solver takes for :math:`a` a weighted average of its iterates (see :func:`_fista_dual`) and stops when this certified
-bound on the RMSE from the exact solution, :math:`\sqrt{2G/n}` over the ``n`` values of the image, is below
-``tol``.
+The solver (:mod:`.rof`) is FISTA on the dual with adaptive restart; it stops when a certified bound on the RMSE
+from the exact solution is below ``tol``.
 
 The weight :math:`\lambda` is for images in [0, 1]; it means the same as scikit-image's ``weight`` in
 ``denoise_tv_chambolle``.
@@ -27,8 +21,8 @@ import torch
 from ..core.errors import DenoiseError
 from .base import ProgressCallback
 from .noise_level import PATCH, estimate_noise
-from .operators import (check_modes, divergence_of_dual, duality_gap, group_dims, primal_gradient_into,
-                        project_to_dual_ball_, zero_dual)
+from .operators import check_modes, group_dims
+from .rof import solve_rof
 from .sure import sure_parameter
 
 #: ``--weight auto`` searches lambda per image by Monte-Carlo SURE (see :func:`auto_weight`) within a factor of 2 of
@@ -84,7 +78,7 @@ def auto_weight(x: torch.Tensor, norm: str = "isotropic", channels: str = "coupl
     def solve(batch: torch.Tensor, lam: float) -> torch.Tensor:
         weights = torch.full((batch.shape[0],), lam, dtype=torch.float32, device=batch.device)
         nearest = min(duals, key=lambda solved: abs(math.log(solved / lam)), default=None)
-        u, duals[lam], _ = _fista_dual(batch, weights, dims, max_iter, SURE_SOLVER_TOL, 10, None,
+        u, duals[lam], _ = solve_rof(batch, weights, dims, max_iter, SURE_SOLVER_TOL, 10, None,
                                        duals.get(nearest))
         solves["done"] += 1
         if progress is not None:
@@ -137,7 +131,7 @@ def tv_denoise(x: torch.Tensor, weight: Union[float, str, torch.Tensor] = "auto"
     ``output_step``, the quantisation step of the file the result goes to (1/255 for 8-bit: tol 9.8e-4), and at most
     FLOAT_TOL (float and 16-bit outputs, or output_step 0). ``max_iter`` caps the iterations.
     Returns the denoised batch (same shape and dtype) and facts: tol, weight, sigma and weight_seconds (the time the
-    search took, when auto), iterations, gap (per value: the certificate, see :func:`_fista_dual`), rmse_bound,
+    search took, when auto), iterations, gap (per value: the certificate, see :func:`rof.solve_rof`), rmse_bound,
     converged.
     """
     check_modes(norm, channels)
@@ -162,7 +156,7 @@ def tv_denoise(x: torch.Tensor, weight: Union[float, str, torch.Tensor] = "auto"
     facts["weight"] = lam.tolist()
     flat = lam.cpu() >= mean_weight(x)  # the exact solution is the mean: no iterations needed
     solver_lam = torch.where(flat, torch.zeros_like(lam), lam).to(x.device, torch.float32)
-    u, _, solver_facts = _fista_dual(x.float(), solver_lam, group_dims(norm, channels), max_iter, tol, check_every,
+    u, _, solver_facts = solve_rof(x.float(), solver_lam, group_dims(norm, channels), max_iter, tol, check_every,
                                      progress)
     if bool(flat.any()):
         u = torch.where(flat.to(x.device).view(-1, 1, 1, 1), x.float().mean(dim=(2, 3), keepdim=True), u)
@@ -181,104 +175,3 @@ def mean_weight(x: torch.Tensor) -> torch.Tensor:
     channels, height, width = x.shape[1:]
     value_range = (x.flatten(1).amax(dim=1) - x.flatten(1).amin(dim=1)).double().cpu()
     return math.sqrt(channels) * (height + width) / 4 * value_range
-
-
-def _fista_dual(f: torch.Tensor, lam: torch.Tensor, dims: tuple, max_iter: int, tol: float, check_every: int,
-                progress: Optional[ProgressCallback], p_start: Optional[torch.Tensor] = None
-                ) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """FISTA with adaptive restart on the dual of ROF, from the feasible dual ``p_start`` (N, C, 2, H, W) or zero;
-    returns u, the dual p and facts (see :func:`tv_denoise`).
-
-    The certificate is the gap P(a) - D(p) of a second primal image a: the average of the images f + lam div q that
-    the iterations pass through, weighted by iteration^2. Its TV is far less noisy than that of u = f + lam div p,
-    so it certifies the same u about 2x more tightly than the usual gap P(u) - D(p) (half the iterations to a given
-    bound on Kodak mosaics; the true error is 5-10x below the bound instead of 10-50x)."""
-    n = f.shape[0]
-    lam4 = lam.view(n, 1, 1, 1)
-    values_per_image = f[0].numel()
-    active = lam > 0
-    if not bool(active.any()):
-        return f.clone(), zero_dual(f), {"iterations": 0, "gap": [0.0] * n, "rmse_bound": [0.0] * n,
-                                          "converged": True}
-    step = 1.0 / (8.0 * lam.view(n, 1, 1, 1, 1).clamp_min(1e-12))
-    p = zero_dual(f) if p_start is None else p_start.clone()
-    q = p.clone()
-    work = torch.zeros_like(p)  # the next iterate is built here; every buffer keeps zero boundary entries
-    average = torch.zeros_like(f)  # the images f + lam div q, weighted by iteration^2 (the gap's primal image)
-    weights = 0.0
-    t = 1.0
-    bound = torch.full((n,), float("inf"), dtype=torch.float64, device=f.device)
-    gap = bound.clone()
-    u = f
-    iteration = 0
-    first_bound, shown = 0.0, 0  # for progress: the first certified bound, and the percent shown so far
-    previous_check: Optional[tuple] = None  # (iteration, worst bound) of the last check
-    next_check = check_every
-    while iteration < max_iter:
-        iteration += 1
-        # three preallocated buffers, no allocation of dual-sized arrays (page faults cost as much as the maths)
-        weights += iteration * iteration
-        primal_gradient_into(q, lam4, f, work, average=average, average_share=iteration * iteration / weights)
-        work.mul_(step).add_(q)
-        p_next = project_to_dual_ball_(work, dims)
-        t_next = (1.0 + (1.0 + 4.0 * t * t) ** 0.5) / 2.0
-        back = p.sub_(p_next)  # p - p_next, in p's buffer
-        # restart the momentum when it points uphill on the dual objective, (q - p_next) . (p_next - p) > 0
-        # (O'Donoghue & Candes)
-        q_flat, next_flat, back_flat = q.flatten(), p_next.flatten(), back.flatten()
-        if torch.dot(q_flat, back_flat) - torch.dot(next_flat, back_flat) < 0:
-            t_next, t = 1.0, 1.0
-        torch.add(p_next, back, alpha=-(t - 1.0) / t_next, out=q)
-        p, work, t = p_next, back, t_next
-        if iteration == next_check or iteration == max_iter:
-            # u in the free half of work's buffer (it holds p - p_next, no longer needed): no new image in memory;
-            # the loop ends only here, so this u is the result
-            u = divergence_of_dual(p, out=work[:, :, 0]).mul_(lam4).add_(f)
-            gap = duality_gap(u, p, lam, dims, candidate=average)
-            if _rmse_bound(gap, values_per_image).max() > tol:  # not certified yet: is the average lagging?
-                plain = duality_gap(u, p, lam, dims)
-                if bool((2 * plain < gap).any()):
-                    weights = 0.0  # start it again from the next iterate
-                gap = torch.minimum(gap, plain)
-            bound = _rmse_bound(gap, values_per_image)
-            worst = float(bound.max())
-            if progress is not None:
-                first_bound = first_bound or worst
-                shown = max(shown, _percent_certified(first_bound, worst, tol))
-                progress(shown, 100, {"phase": "solving", "rmse_bound": worst})
-            if worst <= tol or iteration == max_iter:
-                break
-            next_check = iteration + _iterations_to_next_check(previous_check, (iteration, worst), tol, check_every)
-            previous_check = (iteration, worst)
-            u = f
-            work[:, :, 0, -1].zero_()  # u's last row sat where the dual keeps zeros
-    gap = gap.clamp_min(0) / values_per_image
-    return u, p, {"iterations": iteration, "gap": gap.tolist(), "rmse_bound": bound.tolist(),
-               "converged": bool((bound <= tol).all())}
-
-
-def _iterations_to_next_check(previous: Optional[tuple], last: tuple, tol: float, check_every: int) -> int:
-    """When to check next, from the (iteration, bound) of the last two checks: where the bound's power-law decay
-    through them reaches ``tol`` (the decay slows as it goes, so this is rarely too late), but at least 2 and at most
-    2 x check_every iterations on; check_every after the first check."""
-    if previous is None or tol <= 0 or last[1] >= previous[1]:
-        return check_every
-    (first, first_bound), (at, bound) = previous, last
-    rate = math.log(first_bound / bound) / math.log(at / first)  # bound ~ iteration ** -rate
-    # log of the predicted iteration, capped before exp: a slow decay (rate near 0) predicts a huge number
-    log_predicted = min(math.log(at) + math.log(bound / tol) / rate, math.log(at + 2 * check_every))
-    return min(max(math.ceil(math.exp(log_predicted)) - at, 2), 2 * check_every)
-
-
-def _rmse_bound(gap: torch.Tensor, values_per_image: int) -> torch.Tensor:
-    """The certified RMSE from the exact solution, sqrt(2 gap / n), per image."""
-    return torch.sqrt(2.0 * gap.clamp_min(0) / values_per_image)
-
-
-def _percent_certified(first: float, bound: float, tol: float) -> int:
-    """How far the certified bound has come from its first value toward ``tol``, on a log scale, in percent."""
-    if bound <= tol:
-        return 100
-    if first <= tol or bound >= first:
-        return 0
-    return min(99, int(100 * math.log(first / bound) / math.log(first / tol)))

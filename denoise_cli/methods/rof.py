@@ -1,0 +1,182 @@
+r"""The ROF solver: Beck & Teboulle's fast gradient projection (FISTA on the dual, 2009) with adaptive restart
+(O'Donoghue & Candes 2015), stopped by a certified bound on its distance from the exact solution.
+
+ROF: :math:`\min_u \tfrac12\|u - f\|^2 + \lambda\,\mathrm{TV}(u)`, TV as in :mod:`.operators`. With
+:math:`u = f + \lambda\,\mathrm{div}\,p` for any dual-feasible ``p`` (each group of ``p`` in the unit ball of the dual
+norm) and any image :math:`a`, the gap
+:math:`G = P(a) - D(p) = \tfrac12\|a - u\|^2 + \lambda \sum_i (\|(\nabla a)_i\| - \langle (\nabla a)_i, p_i\rangle)`
+bounds :math:`D^* - D(p)`, and because the dual is 1-strongly concave in u, :math:`\|u - u^*\|^2 \le 2G`. The
+solver takes for :math:`a` a weighted average of its iterates and stops when the certified bound on the RMSE from
+the exact solution, :math:`\sqrt{2G/n}` over the ``n`` values of an image, is below ``tol``.
+
+One iteration is a single sweep over the image in blocks of rows (:func:`_sweep`): the dual step, the projection,
+the restart test's dot products and the momentum update of the previous iteration are all done on one block while
+it is in cache, instead of one pass over memory each. The three dual buffers are laid out row-major first, so that
+a block of rows is one piece of memory. On the CPU, at 1024^2 RGB, an iteration takes 10-25 % less time than with
+whole-image operations (which are memory-bound there); on a GPU the sweep is one block, the whole image.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+
+from .base import ProgressCallback
+from .operators import divergence_of_dual, duality_gap, group_norms
+
+#: Bytes of one dual buffer that a sweep works on at a time on the CPU: the blocks of the three buffers and the
+#: temporaries stay in a CPU's last-level cache, and each block is big enough that the per-operation overhead (an
+#: OpenMP wake-up each, as the command runs with passive waiting) stays small. 1024^2 RGB, ms per iteration with
+#: blocks of 1.5 / 3 / 6 MiB: 48.5 / 44.4 / 43.8 (whole-image operations: 48.3).
+BLOCK_BYTES = 3 << 20
+
+
+def solve_rof(f: torch.Tensor, lam: torch.Tensor, dims: tuple, max_iter: int, tol: float, check_every: int,
+              progress: Optional[ProgressCallback] = None, p_start: Optional[torch.Tensor] = None
+              ) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """Solve ROF for each image of f (N, C, H, W) with weights ``lam`` (N,) and norm groups ``dims`` (see
+    :func:`operators.group_dims`), from the feasible dual ``p_start`` (N, C, 2, H, W) or zero.
+
+    Stops when the certified RMSE bound is at most ``tol`` for every image, or after ``max_iter`` iterations; the
+    bound is checked after ``check_every`` iterations, then where its decay predicts ``tol``. Returns u (N, C, H, W),
+    the dual p (N, C, 2, H, W) and facts: iterations, gap (per value), rmse_bound (per image), converged.
+
+    The certificate's image ``a`` is the average of the images f + lam div q that the iterations pass through,
+    weighted by iteration^2. Its TV is far less noisy than that of u, so it certifies the same u about 2x more
+    tightly than the usual gap P(u) - D(p) (half the iterations to a given bound on Kodak mosaics; the true error is
+    5-10x below the bound instead of 10-50x). It lags when convergence turns linear: then the plain gap is smaller
+    and the average starts again."""
+    n = f.shape[0]
+    values_per_image = f[0].numel()
+    if not bool((lam > 0).any()):
+        return f.clone(), _dual_buffer(f), {"iterations": 0, "gap": [0.0] * n, "rmse_bound": [0.0] * n,
+                                             "converged": True}
+    lam4 = lam.view(n, 1, 1, 1).to(f.dtype)
+    steps = 1.0 / (8.0 * lam.clamp_min(1e-12))
+    step = float(steps[0]) if bool((steps == steps[0]).all()) else steps.view(n, 1, 1, 1, 1)
+    rows = f.shape[-2]
+    if f.device.type == "cpu":
+        rows = max(1, BLOCK_BYTES // (f[:, :, 0].numel() * 2 * f.element_size()))
+    p = _dual_buffer(f)
+    if p_start is not None:
+        p.copy_(p_start)
+    q, back = p.clone(), _dual_buffer(f)  # every buffer keeps zero boundary entries
+    momentum: Optional[float] = None  # q = p - momentum * back is still to be formed (row by row, in the sweep)
+    average = torch.zeros_like(f)  # the images f + lam div q, weighted by iteration^2 (the gap's primal image)
+    weights = 0.0
+    t = 1.0
+    bound = torch.full((n,), float("inf"), dtype=torch.float64, device=f.device)
+    gap = bound.clone()
+    u = f
+    iteration = 0
+    first_bound, shown = 0.0, 0  # for progress: the first certified bound, and the percent shown so far
+    previous_check: Optional[tuple] = None  # (iteration, worst bound) of the last check
+    next_check = check_every
+    while iteration < max_iter:
+        iteration += 1
+        weights += iteration * iteration
+        uphill = _sweep(f, lam4, step, dims, p, back, q, momentum, average, iteration * iteration / weights, rows)
+        p, back = back, p  # the sweep wrote the new iterate into back's buffer and p - p_new into p's
+        t_next = (1.0 + (1.0 + 4.0 * t * t) ** 0.5) / 2.0
+        if uphill:  # the momentum points uphill on the dual objective: restart it (O'Donoghue & Candes)
+            t_next, t = 1.0, 1.0
+        momentum = (t - 1.0) / t_next
+        t = t_next
+        if iteration == next_check or iteration == max_iter:
+            torch.add(p, back, alpha=-momentum, out=q)  # form q now: back's buffer is then free to hold u
+            momentum = None
+            # u in the free half of back's buffer, no new image in memory; the loop ends only here, so this u is
+            # the result
+            u = divergence_of_dual(p, out=back[:, :, 0]).mul_(lam4).add_(f)
+            gap = duality_gap(u, p, lam, dims, candidate=average)
+            if _rmse_bound(gap, values_per_image).max() > tol:  # not certified yet: is the average lagging?
+                plain = duality_gap(u, p, lam, dims)
+                if bool((2 * plain < gap).any()):
+                    weights = 0.0  # start it again from the next iterate
+                gap = torch.minimum(gap, plain)
+            bound = _rmse_bound(gap, values_per_image)
+            worst = float(bound.max())
+            if progress is not None:
+                first_bound = first_bound or worst
+                shown = max(shown, _percent_certified(first_bound, worst, tol))
+                progress(shown, 100, {"phase": "solving", "rmse_bound": worst})
+            if worst <= tol or iteration == max_iter:
+                break
+            next_check = iteration + _iterations_to_next_check(previous_check, (iteration, worst), tol, check_every)
+            previous_check = (iteration, worst)
+            u = f
+            back[:, :, 0, -1].zero_()  # u's last row sat where the dual keeps zeros
+    gap = gap.clamp_min(0) / values_per_image
+    return u, p, {"iterations": iteration, "gap": gap.tolist(), "rmse_bound": bound.tolist(),
+                  "converged": bool((bound <= tol).all())}
+
+
+def _dual_buffer(f: torch.Tensor) -> torch.Tensor:
+    """A zero dual variable for images (N, C, H, W): (N, C, 2, H, W), stored with rows outermost (H, N, C, 2, W), so
+    that the entries of a block of rows are contiguous."""
+    n, channels, height, width = f.shape
+    return f.new_zeros(height, n, channels, 2, width).permute(1, 2, 3, 0, 4)
+
+
+def _sweep(f: torch.Tensor, lam4: torch.Tensor, step, dims: tuple, p: torch.Tensor, out: torch.Tensor,
+           q: torch.Tensor, momentum: Optional[float], average: torch.Tensor, average_share: float, rows: int) -> bool:
+    """One FISTA iteration on the dual, ``rows`` rows at a time; returns whether it went uphill (restart).
+
+    q (N, C, 2, H, W) is the extrapolated point, or, when ``momentum`` is a number, still to be formed as
+    p - momentum * out (out then holds the previous p - p_new), row by row just before the rows are needed. Writes
+    p_new = project(q + step * grad(f + lam div q)) into ``out`` and p - p_new into ``p``, and mixes f + lam div q into
+    ``average``: average += average_share * (image - average). Uphill: <q - p_new, p_new - p> > 0.
+    """
+    height = f.shape[-2]
+    formed = 0 if momentum is not None else height  # rows of q formed so far
+    products = []
+    for top in range(0, height, rows):
+        bottom = min(top + rows, height)
+        first, last = max(top - 1, 0), min(bottom + 1, height)  # the row above completes div, the row below grad
+        if formed < last:
+            torch.add(p[..., formed:last, :], out[..., formed:last, :], alpha=-momentum, out=q[..., formed:last, :])
+            formed = last
+        image = torch.addcmul(f[:, :, top:last], divergence_of_dual(q[..., first:last, :])[:, :, top - first:], lam4)
+        average[:, :, top:bottom].lerp_(image[:, :, :bottom - top], average_share)
+        count = bottom - top
+        torch.sub(image[:, :, 1:], image[:, :, :-1], out=out[:, :, 0, top:last - 1])
+        torch.sub(image[:, :, :count, 1:], image[:, :, :count, :-1], out=out[:, :, 1, top:bottom, :-1])
+        block, q_block = out[..., top:bottom, :], q[..., top:bottom, :]
+        if isinstance(step, float):
+            torch.add(q_block, block, alpha=step, out=block)
+        else:
+            block.mul_(step).add_(q_block)
+        block.div_(group_norms(block, dims).clamp_min_(1.0))  # the projection onto the dual ball
+        back = p[..., top:bottom, :].sub_(block)
+        # the restart test's <q, back> - <p_new, back>, on the block's contiguous memory
+        q_flat, new_flat, back_flat = (x.permute(3, 0, 1, 2, 4).reshape(-1) for x in (q_block, block, back))
+        products.append(torch.dot(q_flat, back_flat) - torch.dot(new_flat, back_flat))
+    return bool(torch.stack(products).sum() < 0)
+
+
+def _iterations_to_next_check(previous: Optional[tuple], last: tuple, tol: float, check_every: int) -> int:
+    """When to check next, from the (iteration, bound) of the last two checks: where the bound's power-law decay
+    through them reaches ``tol`` (the decay slows as it goes, so this is rarely too late), but at least 2 and at most
+    2 x check_every iterations on; check_every after the first check."""
+    if previous is None or tol <= 0 or last[1] >= previous[1]:
+        return check_every
+    (first, first_bound), (at, bound) = previous, last
+    rate = math.log(first_bound / bound) / math.log(at / first)  # bound ~ iteration ** -rate
+    # log of the predicted iteration, capped before exp: a slow decay (rate near 0) predicts a huge number
+    log_predicted = min(math.log(at) + math.log(bound / tol) / rate, math.log(at + 2 * check_every))
+    return min(max(math.ceil(math.exp(log_predicted)) - at, 2), 2 * check_every)
+
+
+def _rmse_bound(gap: torch.Tensor, values_per_image: int) -> torch.Tensor:
+    """The certified RMSE from the exact solution, sqrt(2 gap / n), per image."""
+    return torch.sqrt(2.0 * gap.clamp_min(0) / values_per_image)
+
+
+def _percent_certified(first: float, bound: float, tol: float) -> int:
+    """How far the certified bound has come from its first value toward ``tol``, on a log scale, in percent."""
+    if bound <= tol:
+        return 100
+    if first <= tol or bound >= first:
+        return 0
+    return min(99, int(100 * math.log(first / bound) / math.log(first / tol)))
