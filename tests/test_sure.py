@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from denoise_cli.methods.sure import golden_max, mc_sure, sure_parameter
+from denoise_cli.methods.sure import golden_max, mc_sure, parabolic_max, sure_parameter
 
 from .conftest import SAMPLES
 
@@ -43,12 +43,34 @@ def test_sure_estimates_the_true_mse_of_a_blur(photo_and_noisy):
 def test_sure_parameter_lands_near_the_oracle_choice(photo_and_noisy):
     clean, noisy, sigma = photo_and_noisy
     oracle, _ = golden_max(lambda w: -float((_blur(noisy, w) - clean).pow(2).mean()), 0.3, 3.0, rel_tol=0.01)
-    chosen = sure_parameter(_blur, noisy, sigma, 0.3, 3.0, rel_tol=0.01)
+    chosen = sure_parameter(_blur, noisy, sigma, 0.3, 3.0, start=1.0, rel_tol=0.01)
     assert chosen == pytest.approx(oracle, rel=0.1)
-    assert sure_parameter(_blur, noisy, sigma, 0.3, 3.0, rel_tol=0.01) == chosen  # deterministic
+    assert sure_parameter(_blur, noisy, sigma, 0.3, 3.0, start=1.0, rel_tol=0.01) == chosen  # deterministic
 
 
 def test_golden_max_finds_the_peak_on_a_log_scale():
     argument, value = golden_max(lambda t: -(math.log(t) - math.log(0.37)) ** 2, 0.01, 10.0, rel_tol=1e-4)
     assert argument == pytest.approx(0.37, rel=1e-3)
     assert value == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("start", [0.2, 0.37, 1.0, 3.0])
+def test_parabolic_max_finds_a_skewed_peak_in_few_evaluations(start):
+    """A smooth peak that is not a parabola in log t (skewed, flat on one side), from starts on both sides."""
+    calls = []
+
+    def score(t):
+        calls.append(t)
+        x = math.log(t) - math.log(0.37)
+        return -x * x - 0.3 * x ** 3 if x > -2 else -4 + 2.4 + (x + 2)
+
+    argument, value = parabolic_max(score, 0.01, 10.0, start, rel_tol=0.02)
+    evaluated = list(calls)
+    assert argument == pytest.approx(0.37, rel=0.02)
+    assert argument in evaluated and value == max(score(t) for t in evaluated)
+    assert len(evaluated) <= 9
+
+
+def test_parabolic_max_stops_at_the_bound_of_a_monotone_score():
+    assert parabolic_max(lambda t: -t, 0.5, 2.0, 1.0) == (pytest.approx(0.5), pytest.approx(-0.5))
+    assert parabolic_max(lambda t: t, 0.5, 2.0, 1.0) == (pytest.approx(2.0), pytest.approx(2.0))

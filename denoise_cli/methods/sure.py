@@ -13,7 +13,7 @@ Everything here works for any denoiser given as a function of a batch; the calle
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 
@@ -43,6 +43,62 @@ def golden_max(score: Callable[[float], float], low: float, high: float, rel_tol
     return (math.exp(c), fc) if fc >= fd else (math.exp(d), fd)
 
 
+def parabolic_max(score: Callable[[float], float], low: float, high: float, start: float, rel_tol: float = 0.05,
+                  max_evaluations: int = 12) -> tuple[float, float]:
+    """Maximise a smooth unimodal ``score`` over [low, high] (both > 0) on a log scale, with few evaluations; returns
+    (argument, score) of the best point evaluated.
+
+    Three points around ``start``, a factor 1.25 apart; then, through the best point and its neighbours, the peak of
+    the parabola that fits them: evaluated there when the peak lies between them; when the best point is at an end,
+    up to twice the last spacing beyond it (the same spacing where the parabola has no peak on that side); a
+    golden-section step into the wider side where a bracketing parabola has no peak inside. Stops when the next
+    point would lie within a factor 1 + rel_tol / 2 of the best one, or after ``max_evaluations``. On SURE curves
+    this takes 4-6 evaluations where golden-section search over a bracket 4x wide takes 9.
+    """
+    bounds = (math.log(low), math.log(high))
+    scores: dict = {}  # log argument -> score
+
+    def evaluate(t: float) -> bool:
+        t = min(max(t, bounds[0]), bounds[1])
+        if t in scores:
+            return False
+        scores[t] = score(math.exp(t))
+        return True
+
+    centre, resolution = math.log(start), math.log1p(rel_tol) / 2
+    for t in (centre - math.log(1.25), centre, centre + math.log(1.25)):
+        evaluate(t)
+    while len(scores) < max_evaluations:
+        ts = sorted(scores)
+        i = max(range(len(ts)), key=lambda k: scores[ts[k]])
+        first = min(max(i - 1, 0), len(ts) - 3)
+        peak = _parabola_peak(*((t, scores[t]) for t in ts[first:first + 3]))
+        best = ts[i]
+        if 0 < i < len(ts) - 1:
+            a, c = ts[i - 1], ts[i + 1]
+            if peak is None or not a < peak < c:
+                peak = best + 0.382 * ((c - best) if c - best > best - a else (a - best))
+            target = peak
+        else:
+            outward = -1.0 if i == 0 else 1.0
+            spacing = abs(best - ts[1 if i == 0 else -2])
+            beyond = outward * (peak - best) if peak is not None else -1.0
+            target = best + outward * (min(beyond, 2 * spacing) if beyond > 0 else spacing)
+        if abs(target - best) < resolution or not evaluate(target):
+            break
+    best = max(scores, key=scores.get)
+    return math.exp(best), scores[best]
+
+
+def _parabola_peak(*points: tuple) -> Optional[float]:
+    """The argument of the maximum of the parabola through three points (t, score), None if it opens upward."""
+    (a, fa), (b, fb), (c, fc) = points
+    curvature = ((fc - fb) / (c - b) - (fb - fa) / (b - a)) / (c - a)
+    if curvature >= 0:
+        return None
+    return b - 0.5 * ((b - a) ** 2 * (fb - fc) - (b - c) ** 2 * (fb - fa)) / ((b - a) * (fb - fc) - (b - c) * (fb - fa))
+
+
 def mc_sure(denoise: BatchDenoiser, y: torch.Tensor, parameter: float, sigma: float, probe: torch.Tensor,
             epsilon: float = EPSILON) -> float:
     """Monte-Carlo SURE (mean squared error per value, [0, 1] units squared) of ``denoise(., parameter)`` on the
@@ -59,11 +115,12 @@ def mc_sure(denoise: BatchDenoiser, y: torch.Tensor, parameter: float, sigma: fl
 
 
 def sure_parameter(denoise: BatchDenoiser, y: torch.Tensor, sigma: float, low: float, high: float,
-                   rel_tol: float = 0.05, seed: int = 0) -> float:
+                   start: float, rel_tol: float = 0.05, seed: int = 0) -> float:
     """The parameter in [low, high] with the least Monte-Carlo SURE of ``denoise`` on the images ``y``
-    (K, C, H, W) (e.g. a few tiles of one photo), found by golden-section search on a log scale to a factor
+    (K, C, H, W) (e.g. a few tiles of one photo), found by :func:`parabolic_max` from ``start`` to a factor
     ``1 + rel_tol``. The probe is drawn from ``seed``, so the choice is deterministic."""
     generator = torch.Generator().manual_seed(seed)
     probe = torch.randn(y.shape, generator=generator, dtype=torch.float32).to(y.device)
-    best, _ = golden_max(lambda parameter: -mc_sure(denoise, y, parameter, sigma, probe), low, high, rel_tol)
+    best, _ = parabolic_max(lambda parameter: -mc_sure(denoise, y, parameter, sigma, probe), low, high, start,
+                            rel_tol)
     return best

@@ -34,11 +34,13 @@ from .sure import sure_parameter
 #: is why a fixed slope loses up to 0.8 dB and the search is needed; the bracket [0.5, 2] x rule holds every case.
 #: Anisotropic TV is about 4/pi times isotropic TV for gradients of uniformly spread directions.
 AUTO_WEIGHT_SLOPE = {"isotropic": 1.145 / math.sqrt(3), "anisotropic": 1.145 / math.sqrt(3) * math.pi / 4}
-#: The SURE search: bracket around the rule, its resolution, the solver tolerance of its solves, and the tiles of a
-#: large image it looks at (up to 2 x 2 tiles of this side, spread over the image). (A solver tolerance of 5e-3 saves
-#: a third of the search's iterations and chose as well on Kodak 1-12, but 0.15 dB worse on the retina test crop.)
+#: The SURE search (:func:`sure.parabolic_max` from the rule): its bracket around the rule, its resolution, how many
+#: solves it typically takes (for progress), the solver tolerance of its solves, and the tiles of a large image it
+#: looks at (up to 2 x 2 tiles of this side, spread over the image). (A solver tolerance of 5e-3 saves a third of the
+#: search's iterations and chose as well on Kodak 1-12, but 0.15 dB worse on the retina test crop.)
 SURE_BRACKET = (0.5, 2.0)
 SURE_REL_TOL = 0.05
+SURE_TYPICAL_EVALUATIONS = 5
 SURE_SOLVER_TOL = 3e-3
 SURE_TILE = 256
 #: SURE's sigma is the effective (clipped) noise level, which suits SURE's Gaussian model better than the underlying
@@ -59,7 +61,7 @@ def auto_weight(x: torch.Tensor, norm: str = "isotropic", channels: str = "coupl
 
     sigma_hat is the effective noise level from :func:`noise_level.estimate_noise`, at least SURE_MIN_SIGMA_FRACTION
     of the underlying one; lambda minimises Monte-Carlo SURE of the ROF solution (see :mod:`sure`) over [0.5, 2] x
-    the calibrated rule, to 5%, measured on up to four 256x256 tiles of the image. ``progress`` hears of each solve
+    the calibrated rule (searched from the rule), to 5%, measured on up to four 256x256 tiles of the image. ``progress`` hears of each solve
     (phase "choosing the weight"). Images under 7x7 pixels raise DenoiseError: their noise cannot be estimated.
     """
     check_modes(norm, channels)
@@ -73,7 +75,7 @@ def auto_weight(x: torch.Tensor, norm: str = "isotropic", channels: str = "coupl
     rule = AUTO_WEIGHT_SLOPE[norm] * (math.sqrt(x.shape[1]) if channels == "coupled" else 1.0)
 
     duals: dict = {}  # lambda -> its dual solution; each solve starts from that of the nearest lambda solved
-    solves = {"done": 0, "expected": x.shape[0] * _golden_evaluations(SURE_BRACKET[1] / SURE_BRACKET[0])}
+    solves = {"done": 0, "expected": x.shape[0] * SURE_TYPICAL_EVALUATIONS}
 
     def solve(batch: torch.Tensor, lam: float) -> torch.Tensor:
         weights = torch.full((batch.shape[0],), lam, dtype=torch.float32, device=batch.device)
@@ -93,14 +95,8 @@ def auto_weight(x: torch.Tensor, norm: str = "isotropic", channels: str = "coupl
             weights.append(0.0)
             continue
         low, high = SURE_BRACKET[0] * centre, SURE_BRACKET[1] * centre
-        weights.append(sure_parameter(solve, _sure_tiles(image), noise, low, high, SURE_REL_TOL))
+        weights.append(sure_parameter(solve, _sure_tiles(image), noise, low, high, centre, SURE_REL_TOL))
     return torch.tensor(weights, dtype=torch.float64), sigma
-
-
-def _golden_evaluations(ratio: float) -> int:
-    """How many evaluations :func:`sure.golden_max` makes on a bracket [a, ratio * a] to SURE_REL_TOL."""
-    shrink = (math.sqrt(5) - 1) / 2
-    return 2 + max(0, math.ceil(math.log(SURE_REL_TOL / math.log(ratio)) / math.log(shrink)))
 
 
 def _sure_tiles(image: torch.Tensor) -> torch.Tensor:
