@@ -76,16 +76,19 @@ def group_dims(norm: str, channels: str) -> tuple:
 def group_norms(g: torch.Tensor, dims: tuple) -> torch.Tensor:
     """Euclidean norm of each group of ``g`` (N, C, 2, H, W), broadcastable against ``g``.
 
-    Written out (squares, a sum over channels, the two directions added as slices) because a ``vector_norm`` over the
-    size-2 direction dimension is ~10x slower on the CPU.
+    Written out (the two directions' squares in one fused multiply-add, then a sum over channels) because a
+    ``vector_norm`` over the size-2 direction dimension is ~10x slower on the CPU, and whole-tensor squares take
+    twice the time of the fused form.
     """
     if not dims:
         return g.abs()
-    squares = g * g
+    if 2 in dims:
+        vertical, horizontal = g[:, :, 0:1], g[:, :, 1:2]
+        squares = (vertical * vertical).addcmul_(horizontal, horizontal)
+    else:
+        squares = g * g
     if 1 in dims:
         squares = squares.sum(dim=1, keepdim=True)
-    if 2 in dims:
-        squares = squares[:, :, 0:1] + squares[:, :, 1:2]
     return squares.sqrt_()
 
 
