@@ -9,8 +9,8 @@ from denoise_cli.core.imageio import as_stored
 from denoise_cli.core.metrics import psnr
 from denoise_cli.methods.noise_level import estimate_noise
 from denoise_cli.methods.sure import golden_max
-from denoise_cli.methods.operators import (divergence, divergence_of_dual, gradient, group_norms, total_variation,
-                                          zero_dual)
+from denoise_cli.methods.operators import divergence, divergence_of_dual, gradient, group_norms, total_variation
+from denoise_cli.methods.rof import zero_dual
 from denoise_cli.methods.tv import SURE_MIN_SIGMA_FRACTION, auto_weight, tv_denoise
 
 from .conftest import SAMPLES, noisy_copy
@@ -256,7 +256,7 @@ def test_one_solver_sweep_in_row_blocks_is_one_whole_image_fista_step():
     """The fused sweep (momentum of the last step, dual step, projection, restart test, average) done a few rows at
     a time equals the whole-image formulas, for every row-block boundary case (first, middle, last, one-row blocks),
     every norm group, one weight or one per image."""
-    from denoise_cli.methods.rof import _dual_buffer, _sweep
+    from denoise_cli.methods.rof import _sweep
     torch.manual_seed(0)
     f = torch.rand(2, 3, 11, 9)
 
@@ -278,7 +278,7 @@ def test_one_solver_sweep_in_row_blocks_is_one_whole_image_fista_step():
             uphill = float(((q - new) * (new - p)).sum()) > 0
             average = torch.rand(2, 3, 11, 9)
             for rows in (1, 2, 5, 10, 128):
-                buffers = [_dual_buffer(f).copy_(x) for x in (p, back, zero_dual(f))]
+                buffers = [zero_dual(f).copy_(x) for x in (p, back, zero_dual(f))]
                 mixed = average.clone()
                 went_uphill = _sweep(f, lam4, step, dims, *buffers, 0.4, mixed, 0.25, rows)
                 assert torch.allclose(buffers[1], new, atol=1e-6)  # the new iterate in out

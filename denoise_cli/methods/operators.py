@@ -1,6 +1,6 @@
 r"""The total-variation operators shared by every TV method (denoising, deconvolution): the forward-difference
 gradient and its negative adjoint, the divergence, on (N, C, H, W) images; the group norms that the ``norm`` and
-``channels`` settings choose; the TV itself; the zero dual variable and the ROF duality gap.
+``channels`` settings choose; the TV itself; the ROF duality gap.
 
 ==============  ==========  ===============================================================
 norm            channels    group of one pixel's gradient entries under one norm
@@ -114,11 +114,6 @@ def total_variation(x: torch.Tensor, norm: str = "isotropic", channels: str = "s
         return per_image
     total = per_image.sum()
     return total / x.numel() if reduction == "mean" else total
-
-
-def zero_dual(f: torch.Tensor) -> torch.Tensor:
-    """The zero dual variable for images (N, C, H, W): (N, C, 2, H, W)."""
-    return f.new_zeros(f.shape[:2] + (2,) + f.shape[2:])
 
 
 def duality_gap(u: torch.Tensor, p: torch.Tensor, lam: torch.Tensor, dims: tuple,

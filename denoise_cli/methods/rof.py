@@ -50,7 +50,7 @@ def solve_rof(f: torch.Tensor, lam: torch.Tensor, dims: tuple, max_iter: int, to
     n = f.shape[0]
     values_per_image = f[0].numel()
     if not bool((lam > 0).any()):
-        return f.clone(), _dual_buffer(f), {"iterations": 0, "gap": [0.0] * n, "rmse_bound": [0.0] * n,
+        return f.clone(), zero_dual(f), {"iterations": 0, "gap": [0.0] * n, "rmse_bound": [0.0] * n,
                                              "converged": True}
     lam4 = lam.view(n, 1, 1, 1).to(f.dtype)
     steps = 1.0 / (8.0 * lam.clamp_min(1e-12))
@@ -58,10 +58,10 @@ def solve_rof(f: torch.Tensor, lam: torch.Tensor, dims: tuple, max_iter: int, to
     rows = f.shape[-2]
     if f.device.type == "cpu":
         rows = max(1, BLOCK_BYTES // (f[:, :, 0].numel() * 2 * f.element_size()))
-    p = _dual_buffer(f)
+    p = zero_dual(f)
     if p_start is not None:
         p.copy_(p_start)
-    q, back = p.clone(), _dual_buffer(f)  # every buffer keeps zero boundary entries
+    q, back = p.clone(), zero_dual(f)  # every buffer keeps zero boundary entries
     momentum: Optional[float] = None  # q = p - momentum * back is still to be formed (row by row, in the sweep)
     average = torch.zeros_like(f)  # the images f + lam div q, weighted by iteration^2 (the gap's primal image)
     weights = 0.0
@@ -112,7 +112,7 @@ def solve_rof(f: torch.Tensor, lam: torch.Tensor, dims: tuple, max_iter: int, to
                   "converged": bool((bound <= tol).all())}
 
 
-def _dual_buffer(f: torch.Tensor) -> torch.Tensor:
+def zero_dual(f: torch.Tensor) -> torch.Tensor:
     """A zero dual variable for images (N, C, H, W): (N, C, 2, H, W), stored with rows outermost (H, N, C, 2, W), so
     that the entries of a block of rows are contiguous."""
     n, channels, height, width = f.shape

@@ -68,7 +68,7 @@ def parabolic_max(score: Callable[[float], float], low: float, high: float, star
     centre, resolution = math.log(start), math.log1p(rel_tol) / 2
     for t in (centre - math.log(1.25), centre, centre + math.log(1.25)):
         evaluate(t)
-    while len(scores) < max_evaluations:
+    while 3 <= len(scores) < max_evaluations:  # fewer than 3 distinct points: a bracket too narrow to search
         ts = sorted(scores)
         i = max(range(len(ts)), key=lambda k: scores[ts[k]])
         first = min(max(i - 1, 0), len(ts) - 3)

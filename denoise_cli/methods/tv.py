@@ -61,8 +61,9 @@ def auto_weight(x: torch.Tensor, norm: str = "isotropic", channels: str = "coupl
 
     sigma_hat is the effective noise level from :func:`noise_level.estimate_noise`, at least SURE_MIN_SIGMA_FRACTION
     of the underlying one; lambda minimises Monte-Carlo SURE of the ROF solution (see :mod:`sure`) over [0.5, 2] x
-    the calibrated rule (searched from the rule), to 5%, measured on up to four 256x256 tiles of the image. ``progress`` hears of each solve
-    (phase "choosing the weight"). Images under 7x7 pixels raise DenoiseError: their noise cannot be estimated.
+    the calibrated rule (searched from the rule), to 5%, measured on up to four 256x256 tiles of the image.
+    ``progress`` hears of each solve (phase "choosing the weight"). Images under 7x7 pixels raise DenoiseError:
+    their noise cannot be estimated.
     """
     check_modes(norm, channels)
     height, width = x.shape[-2:]
