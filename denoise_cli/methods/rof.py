@@ -51,7 +51,7 @@ def solve_rof(f: torch.Tensor, lam: torch.Tensor, dims: tuple, max_iter: int, to
     values_per_image = f[0].numel()
     if not bool((lam > 0).any()):
         return f.clone(), zero_dual(f), {"iterations": 0, "gap": [0.0] * n, "rmse_bound": [0.0] * n,
-                                             "converged": True}
+                                          "converged": True}
     lam4 = lam.view(n, 1, 1, 1).to(f.dtype)
     steps = 1.0 / (8.0 * lam.clamp_min(1e-12))
     step = float(steps[0]) if bool((steps == steps[0]).all()) else steps.view(n, 1, 1, 1, 1)
