@@ -118,7 +118,7 @@ def main() -> None:
         for channels in ("separate", "coupled"):
             weight = float(auto_weight(x, "isotropic", channels)[0][0])
             converged, _, facts = solve_rof(x.double(), torch.tensor([weight], dtype=torch.float64),
-                                              group_dims("isotropic", channels), 20000, 1e-5, 50, None)
+                                            group_dims("isotropic", channels), 20000, 1e-5, 50, None)
             assert facts["converged"], facts
             argv = [denoise, "tv", source, "-o", target, "--overwrite", "--weight", repr(weight),
                     "--channels", channels, "--report", report, "-q"]
@@ -150,8 +150,8 @@ def main() -> None:
     peer = next(row[3] for row in rows if "to 0.1/255" in row[0])
     for row in rows:
         row.append(peer / row[3])
-    print(f"{args.size}x{args.size} RGB 8-bit PNG, Kodak {args.images} mosaic, sigma 25; end to end (read, solve, write, "
-          f"interpreter start-up); torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+    print(f"{args.size}x{args.size} RGB 8-bit PNG, Kodak {args.images} mosaic, sigma 25; end to end (read, solve, "
+          f"write, interpreter start-up); torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     print_table(["command", "weight", "iterations", "seconds", "RMSE from converged (/255)",
                  "8-bit values changed %", "speed-up vs skimage to 0.1/255"], rows)
 

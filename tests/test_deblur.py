@@ -243,7 +243,8 @@ def test_deblur_command_end_to_end(tmp_path):
 
 @pytest.mark.parametrize("args,words", [
     (["--psf", "gaussian:-2"], "--psf"), (["--psf", "nothere.npy"], "no such file"),
-    (["--psf", "auto", "--save-psf", "k.jpg"], ".npy"), ([], "needs --psf"), (["--method", "chan-wong", "--psf", "box:3"], "chan-wong"),
+    (["--psf", "auto", "--save-psf", "k.jpg"], ".npy"), ([], "needs --psf"),
+    (["--method", "chan-wong", "--psf", "box:3"], "chan-wong"),
 ])
 def test_deblur_command_refuses_bad_psf_options(tmp_path, args, words):
     Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "a.png")
