@@ -147,6 +147,19 @@ def test_the_duality_gap_bounds_the_distance_to_the_optimum(retina, norm, channe
     assert facts["iterations"] == 30 and not facts["converged"]
 
 
+@pytest.mark.parametrize("height,width,channels_kept,norm,channels", [
+    (41, 57, 1, "isotropic", "separate"), (64, 48, 3, "isotropic", "coupled"), (48, 64, 3, "anisotropic", "separate"),
+    (33, 70, 3, "isotropic", "separate"), (50, 44, 3, "anisotropic", "coupled")])
+def test_the_certified_bound_holds_at_the_default_tolerance(retina, height, width, channels_kept, norm, channels):
+    """Stopped by the default 8-bit tolerance, the result (the midpoint or u) is within its certified bound of an
+    independently converged solution, and the bound is within the tolerance."""
+    noisy, f, optimum = _problem_and_optimum(retina[:height, :width, :channels_kept], 0.1, norm, channels, seed=7)
+    ours, facts = tv_denoise(_to_tensor(noisy), 0.1, norm, channels, output_step=1 / 255)
+    rmse = np.sqrt(((ours[0].double().numpy() - optimum) ** 2).mean())
+    assert facts["converged"] and facts["iterations"] > 0
+    assert rmse <= facts["rmse_bound"][0] <= facts["tol"]
+
+
 def test_the_averaged_certificate_is_tighter_than_the_plain_duality_gap(retina):
     """The gap of the iterates' weighted average certifies the same u more tightly than P(u) - D(p)."""
     from denoise_cli.methods.operators import duality_gap, group_dims

@@ -118,14 +118,21 @@ def total_variation(x: torch.Tensor, norm: str = "isotropic", channels: str = "s
 
 def duality_gap(u: torch.Tensor, p: torch.Tensor, lam: torch.Tensor, dims: tuple,
                 candidate: Optional[torch.Tensor] = None, rows: int = 64) -> torch.Tensor:
-    """P(candidate) - D(p) per image, float64, shape (N,), for u = f + lambda div p (N, C, H, W) and any image
-    ``candidate`` (default: u itself, the usual ROF duality gap).
+    """P(candidate) - D(p) per image, float64, shape (N,): the sum of :func:`duality_gap_terms`."""
+    distance, variation = duality_gap_terms(u, p, lam, dims, candidate, rows)
+    return distance + variation
 
-    P(v) = 1/2 ||v - f||^2 + lambda TV(v) and D(p) = 1/2 ||f||^2 - 1/2 ||u||^2, so the gap is
-    1/2 ||candidate - u||^2 + lambda sum(||grad candidate|| - <grad candidate, p>), a sum of terms that are
+
+def duality_gap_terms(u: torch.Tensor, p: torch.Tensor, lam: torch.Tensor, dims: tuple,
+                      candidate: Optional[torch.Tensor] = None, rows: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two terms of P(candidate) - D(p) per image, float64, each (N,), for u = f + lambda div p (N, C, H, W)
+    and any image ``candidate`` (default: u itself, the usual ROF duality gap).
+
+    P(v) = 1/2 ||v - f||^2 + lambda TV(v) and D(p) = 1/2 ||f||^2 - 1/2 ||u||^2, so the gap is the distance
+    1/2 ||candidate - u||^2 plus lambda sum(||grad candidate|| - <grad candidate, p>), a sum of terms that are
     non-negative for a feasible p (one per group): each block's terms are summed in float32 (all of one sign: no
-    cancellation) and the blocks in float64. As D is 1-strongly concave in u, ||u - u*||^2 <= 2 (D* - D(p)) <=
-    2 * gap for every candidate. ``rows`` image rows at a time, so that the temporaries stay small (and in cache).
+    cancellation) and the blocks in float64. ``rows`` image rows at a time, so that the temporaries stay small (and
+    in cache).
     """
     n, channels, height, width = u.shape
     variation = torch.zeros(n, dtype=torch.float64, device=u.device)
@@ -142,7 +149,7 @@ def duality_gap(u: torch.Tensor, p: torch.Tensor, lam: torch.Tensor, dims: tuple
         if candidate is not None:
             difference = candidate[:, :, top:bottom] - u[:, :, top:bottom]
             distance += 0.5 * difference.pow_(2).flatten(1).sum(dim=1).double()
-    return distance + lam.double() * variation
+    return distance, lam.double() * variation
 
 
 def _gradient_rows_into(image: torch.Tensor, top: int, bottom: int, out: torch.Tensor) -> None:
