@@ -4,7 +4,7 @@ against scikit-image's per-channel TV at its best lambda.
 Protocol: Kodak24 images 13-24 (1-12 calibrated the rule), 256x256 centre crops, Gaussian sigma 15, 25, 50 on the
 0-255 scale, noisy images stored as 8-bit, all PSNRs on the output stored as 8-bit. The best lambda of each case is
 found by golden-section search to 0.5% (a grid as fine as that) between 0.4x and 2.5x the auto lambda. Every solve
-stops at a certified RMSE bound of 1e-3 (the true error is ~30x smaller; no effect on a PSNR's 2nd decimal).
+stops at a certified RMSE bound of 1e-3 (the true error is 3-10x smaller; no effect on a PSNR's 2nd decimal).
 scikit-image's denoise_tv_chambolle runs with channel_axis=-1 (per channel), eps=1e-5, over 0.005-0.5.
 
     python benchmarks/tv_quality.py [--kodak FOLDER] [--images 13-24] [--modes ...] [--skip-peer]
