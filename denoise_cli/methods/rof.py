@@ -15,10 +15,10 @@ One iteration is a single sweep over the image in blocks of rows (:func:`_sweep`
 the restart test's dot products and the momentum update of the previous iteration are all done on one block while
 it is in cache, instead of one pass over memory each. The extrapolated point q is formed a block at a time into a
 window of a few rows, so the solver keeps two dual buffers and three images (f, the average, u at the checks): about
-28 bytes per value, 2.24 GiB peak RSS for a 6000x4000 RGB photo (2.51 GiB with a whole q). The dual buffers are laid
-out row-major first, so that a block of rows is one piece of memory. On the CPU, at 1024^2 RGB, an iteration took 44 ms against 48 with
-whole-image operations (which are memory-bound there) under the command's passive OpenMP waiting, 31 against 43 with
-active waiting; on a GPU the sweep is one block, the whole image.
+28 bytes per value, 2.15-2.24 GiB peak RSS for a 6000x4000 RGB photo (2.51 GiB with a whole q). The dual buffers are
+laid out row-major first, so that a block of rows is one piece of memory. On the CPU, at 1024^2 RGB, an iteration
+took 44 ms against 48 with whole-image operations (which are memory-bound there) under the command's passive OpenMP
+waiting, 31 against 43 with active waiting; on a GPU the sweep is one block, the whole image.
 """
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ import torch
 from .base import ProgressCallback
 from .operators import divergence_of_dual, duality_gap, duality_gap_terms, group_norms
 
-#: Bytes of one dual buffer that a sweep works on at a time on the CPU: the blocks of the three buffers and the
-#: temporaries stay in a CPU's last-level cache, and each block is big enough that the per-operation overhead (an
+#: Bytes of one dual buffer that a sweep works on at a time on the CPU: the blocks of the two buffers, the window and
+#: the temporaries stay in a CPU's last-level cache, and each block is big enough that the per-operation overhead (an
 #: OpenMP wake-up each, as the command runs with passive waiting) stays small. 1024^2 RGB, ms per iteration with
 #: blocks of 1.5 / 3 / 6 MiB: 48.5 / 44.4 / 43.8 (whole-image operations: 48.3).
 BLOCK_BYTES = 3 << 20
@@ -133,10 +133,11 @@ def _sweep(f: torch.Tensor, lam4: torch.Tensor, step, dims: tuple, p: torch.Tens
            window: torch.Tensor, momentum: float, average: torch.Tensor, average_share: float, rows: int) -> bool:
     """One FISTA iteration on the dual, ``rows`` rows at a time; returns whether it went uphill (restart).
 
-    The extrapolated point q = p - momentum * out (``out`` holds the previous p - p) is formed a block of rows at a
-    time into ``window`` (N, C, 2, rows + 2, W), just before those rows of ``out`` are overwritten; no whole q is
-    kept. Writes p_new = project(q + step * grad(f + lam div q)) into ``out`` and p - p_new into ``p``, and mixes
-    f + lam div q into ``average``: average += average_share * (image - average). Uphill: <q - p_new, p_new - p> > 0.
+    The extrapolated point q = p - momentum * out (``out`` holds the previous iterate minus p) is formed a block of
+    rows at a time into ``window`` (N, C, 2, rows + 2, W), just before those rows of ``out`` are overwritten; no
+    whole q is kept. Writes p_new = project(q + step * grad(f + lam div q)) into ``out`` and p - p_new into ``p``,
+    and mixes f + lam div q into ``average``: average += average_share * (image - average). Uphill:
+    <q - p_new, p_new - p> > 0.
     """
     height = f.shape[-2]
     window_top, formed = 0, 0  # the window holds the rows window_top..formed-1 of q
