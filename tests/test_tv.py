@@ -265,6 +265,14 @@ def test_the_duality_gap_in_row_blocks_equals_the_whole_image_one(dims):
     assert torch.allclose(duality_gap(u, p, lam, dims, candidate=candidate, rows=8), whole, rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.parametrize("dims", [(1, 2), (2,), (1,), ()])
+def test_the_projection_puts_every_group_in_the_unit_ball(dims):
+    from denoise_cli.methods.operators import project_onto_dual_ball
+    g = 2 * torch.randn(2, 3, 2, 9, 7, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    norms = torch.linalg.vector_norm(g, dim=dims, keepdim=True) if dims else g.abs()
+    assert torch.allclose(project_onto_dual_ball(g.clone(), dims), g / norms.clamp_min(1.0), atol=1e-12)
+
+
 def test_one_solver_sweep_in_row_blocks_is_one_whole_image_fista_step():
     """The fused sweep (momentum of the last step, dual step, projection, restart test, average) done a few rows at
     a time equals the whole-image formulas, for every row-block boundary case (first, middle, last, one-row blocks),

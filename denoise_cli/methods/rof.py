@@ -28,7 +28,7 @@ from typing import Optional
 import torch
 
 from .base import ProgressCallback
-from .operators import divergence_of_dual, duality_gap, duality_gap_terms, group_norms
+from .operators import divergence_of_dual, duality_gap, duality_gap_terms, project_onto_dual_ball
 
 #: Bytes of one dual buffer that a sweep works on at a time on the CPU: the blocks of the two buffers, the window and
 #: the temporaries stay in a CPU's last-level cache, and each block is big enough that the per-operation overhead (an
@@ -162,7 +162,7 @@ def _sweep(f: torch.Tensor, lam4: torch.Tensor, step, dims: tuple, p: torch.Tens
             torch.add(q_block, block, alpha=step, out=block)
         else:
             block.mul_(step).add_(q_block)
-        block.div_(group_norms(block, dims).clamp_min_(1.0))  # the projection onto the dual ball
+        project_onto_dual_ball(block, dims)
         back = p[..., top:bottom, :].sub_(block)
         # the restart test's <q, back> - <p_new, back>, on the block's contiguous memory
         q_flat, new_flat, back_flat = (x.permute(3, 0, 1, 2, 4).reshape(-1) for x in (q_block, block, back))
