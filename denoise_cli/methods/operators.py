@@ -74,12 +74,7 @@ def group_dims(norm: str, channels: str) -> tuple:
 
 
 def group_norms(g: torch.Tensor, dims: tuple) -> torch.Tensor:
-    """Euclidean norm of each group of ``g`` (N, C, 2, H, W), broadcastable against ``g``.
-
-    Written out (the two directions' squares in one fused multiply-add, then a sum over channels) because a
-    ``vector_norm`` over the size-2 direction dimension is ~10x slower on the CPU, and whole-tensor squares take
-    twice the time of the fused form.
-    """
+    """Euclidean norm of each group of ``g`` (N, C, 2, H, W), broadcastable against ``g``."""
     return g.abs() if not dims else _group_squares(g, dims).sqrt_()
 
 
@@ -92,7 +87,12 @@ def project_onto_dual_ball(g: torch.Tensor, dims: tuple) -> torch.Tensor:
 
 
 def _group_squares(g: torch.Tensor, dims: tuple) -> torch.Tensor:
-    """The squared Euclidean norm of each group of ``g`` (N, C, 2, H, W) over ``dims`` (not empty)."""
+    """The squared Euclidean norm of each group of ``g`` (N, C, 2, H, W) over ``dims`` (not empty).
+
+    Written out (the two directions' squares in one fused multiply-add, then a sum over channels) because a
+    ``vector_norm`` over the size-2 direction dimension is ~10x slower on the CPU, and whole-tensor squares take
+    twice the time of the fused form.
+    """
     if 2 in dims:
         vertical, horizontal = g[:, :, 0:1], g[:, :, 1:2]
         squares = (vertical * vertical).addcmul_(horizontal, horizontal)
