@@ -1,6 +1,6 @@
 """Format-specific decoders and encoders behind :mod:`.imageio`: Pillow for 8-bit files of every format and 16-bit
 gray; pypng for 16-bit PNG (Pillow truncates 16-bit RGB and RGBA PNG to 8 bits); tifffile for TIFF (16-bit RGB and
-float32 TIFF).
+float32 TIFF). PNG files are written by :mod:`.png_writer`.
 
 A decoder takes the file's bytes and returns (samples (H, W, C) in the file's own type, format, ICC profile, EXIF
 bytes, orientation code); an encoder takes (H, W, C) samples and returns the file's bytes.
@@ -195,21 +195,6 @@ def encode_pillow(samples: np.ndarray, fmt: str, icc: Optional[bytes], exif: Opt
     buffer = io.BytesIO()
     pil.save(buffer, format=fmt, **options)
     return buffer.getvalue()
-
-
-def encode_png16(samples: np.ndarray, icc: Optional[bytes]) -> bytes:
-    """A 16-bit PNG written directly (filter type 0 on every row), with an iCCP chunk when there is a profile."""
-    height, width, channels = samples.shape
-    colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
-    rows = samples.astype(">u2").reshape(height, width * channels).view(np.uint8)
-    raw = np.concatenate([np.zeros((height, 1), np.uint8), rows.reshape(height, -1)], axis=1)
-    chunks = [(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0))]
-    if icc:
-        chunks.append((b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc)))
-    chunks += [(b"IDAT", zlib.compress(raw.tobytes(), 6)), (b"IEND", b"")]
-    body = b"".join(struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-                    for kind, data in chunks)
-    return PNG_SIGNATURE + body
 
 
 def encode_tiff(samples: np.ndarray, icc: Optional[bytes]) -> bytes:

@@ -25,6 +25,7 @@ from PIL import UnidentifiedImageError
 
 from . import codecs
 from .errors import DenoiseError, plain_reason
+from .png_writer import encode_png
 
 PathLike = Union[str, Path]
 STDIO = "-"
@@ -228,8 +229,8 @@ def encode_image(image: Image, fmt: str, name: str = "<output>") -> bytes:
         samples = np.concatenate([samples, image.alpha[:, :, None].astype(image.dtype)], axis=2)
     if fmt == "TIFF":
         return codecs.encode_tiff(samples, image.icc_profile)
-    if np.dtype(image.dtype) == np.uint16:
-        return codecs.encode_png16(samples, image.icc_profile)
+    if fmt == "PNG":
+        return encode_png(samples, image.icc_profile, image.exif, threads=torch.get_num_threads())
     return codecs.encode_pillow(samples, fmt, image.icc_profile, image.exif)
 
 
