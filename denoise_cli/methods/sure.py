@@ -49,8 +49,10 @@ def parabolic_max(score: Callable[[float], float], low: float, high: float, star
     (argument, score) of the best point evaluated.
 
     Three points around ``start``, a factor 1.25 apart; then, through the best point and its neighbours, the peak of
-    the parabola that fits them: evaluated there when the peak lies between them; when the best point is at an end,
-    up to twice the last spacing beyond it (the same spacing where the parabola has no peak on that side); a
+    the parabola that fits them: evaluated there when the peak lies between them (also when the best point is at an
+    end and the peak just inside it: SURE solves cost more the larger the weight, and the next fit goes outward if
+    the peak's score disappoints); when the best point is at an end and the peak beyond it, up to twice the last
+    spacing beyond it (the same spacing where the parabola has no peak on that side); a
     golden-section step into the wider side where a bracketing parabola has no peak inside. Stops when the next
     point would lie within a factor 1 + rel_tol / 2 of the best one, or after ``max_evaluations``. On SURE curves
     this takes 4-6 evaluations where golden-section search over a bracket 4x wide takes 9.
@@ -82,8 +84,11 @@ def parabolic_max(score: Callable[[float], float], low: float, high: float, star
         else:
             outward = -1.0 if i == 0 else 1.0
             spacing = abs(best - ts[1 if i == 0 else -2])
-            beyond = outward * (peak - best) if peak is not None else -1.0
-            target = best + outward * (min(beyond, 2 * spacing) if beyond > 0 else spacing)
+            beyond = outward * (peak - best) if peak is not None else -spacing
+            if -spacing < beyond < 0:  # the peak lies between the best point and its neighbour: look there first
+                target = peak
+            else:
+                target = best + outward * (min(beyond, 2 * spacing) if beyond > 0 else spacing)
         if abs(target - best) < resolution or not evaluate(target):
             break
     best = max(scores, key=scores.get)
