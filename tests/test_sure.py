@@ -74,3 +74,17 @@ def test_parabolic_max_finds_a_skewed_peak_in_few_evaluations(start):
 def test_parabolic_max_stops_at_the_bound_of_a_monotone_score():
     assert parabolic_max(lambda t: -t, 0.5, 2.0, 1.0) == (pytest.approx(0.5), pytest.approx(-0.5))
     assert parabolic_max(lambda t: t, 0.5, 2.0, 1.0) == (pytest.approx(2.0), pytest.approx(2.0))
+
+
+def test_parabolic_max_looks_inside_before_stepping_beyond_the_largest_start():
+    """Peak between the centre and the largest of the three starting points (the best of the three): the search
+    evaluates the fitted peak and stops there, without the costlier evaluation beyond the largest point."""
+    calls = []
+
+    def score(t):
+        calls.append(t)
+        return -(math.log(t) - math.log(1.2)) ** 2
+
+    argument, _ = parabolic_max(score, 0.5, 2.0, 1.0, rel_tol=0.05)
+    assert argument == pytest.approx(1.2, rel=0.01)
+    assert max(calls) == pytest.approx(1.25) and len(calls) == 4
