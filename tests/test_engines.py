@@ -42,6 +42,7 @@ def _rows(report: Path) -> list:
         row.pop("seconds")
         row["facts"].pop("seconds", None)
         row["facts"].pop("weight_seconds", None)
+        row["facts"].pop("solve_seconds", None)
     return rows
 
 

@@ -75,8 +75,9 @@ def describe(record: dict) -> str:
         height, width = record["facts"]["psf_shape"][0]
         found = record["facts"].get("psf_seconds")
         parts.append(f"psf {width}x{height}" + (f" found in {found[0]:.2f}s" if found else ""))
-    if "weight_seconds" in record["facts"]:
-        parts.append(f"weight search {record['facts']['weight_seconds']:.2f}s")
+    for key, label in (("weight_seconds", "weight search"), ("solve_seconds", "solve")):
+        if key in record["facts"]:
+            parts.append(f"{label} {record['facts'][key]:.2f}s")
     for tag in ("in", "out"):
         if record.get(f"ssim_{tag}") is not None:
             value = record[f"psnr_{tag}"]
