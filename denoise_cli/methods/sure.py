@@ -52,10 +52,10 @@ def parabolic_max(score: Callable[[float], float], low: float, high: float, star
     the parabola that fits them: evaluated there when the peak lies between them (also when the best point is at an
     end and the peak just inside it: SURE solves cost more the larger the weight, and the next fit goes outward if
     the peak's score disappoints); when the best point is at an end and the peak beyond it, up to twice the last
-    spacing beyond it (the same spacing where the parabola has no peak on that side); a
-    golden-section step into the wider side where a bracketing parabola has no peak inside. Stops when the next
-    point would lie within a factor 1 + rel_tol / 2 of the best one, or after ``max_evaluations``. On SURE curves
-    this takes 4-6 evaluations where golden-section search over a bracket 4x wide takes 9.
+    spacing beyond it (the same spacing where the parabola has no peak on that side); a golden-section step into the
+    wider side where a bracketing parabola has no peak inside. Stops when the next point would lie within a factor
+    1 + rel_tol / 2 of the best one, or after ``max_evaluations``. On SURE curves this takes 4-6 evaluations where
+    golden-section search over a bracket 4x wide takes 9.
     """
     bounds = (math.log(low), math.log(high))
     scores: dict = {}  # log argument -> score

@@ -131,8 +131,8 @@ def tv_denoise(x: torch.Tensor, weight: Union[float, str, torch.Tensor] = "auto"
     ``output_step``, the quantisation step of the file the result goes to (1/255 for 8-bit: tol 9.8e-4), and at most
     FLOAT_TOL (float and 16-bit outputs, or output_step 0). ``max_iter`` caps the iterations.
     Returns the denoised batch (same shape and dtype) and facts: tol, weight, sigma and weight_seconds (the time the
-    search took, when auto), solve_seconds (the time of the solve with the weight), iterations, gap (per value: the certificate, see :func:`rof.solve_rof`), rmse_bound,
-    converged.
+    search took, when auto), solve_seconds (the time of the solve with the weight), iterations, gap (per value: the
+    certificate, see :func:`rof.solve_rof`), rmse_bound, converged.
     """
     check_modes(norm, channels)
     if x.dim() != 4:
