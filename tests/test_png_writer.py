@@ -20,16 +20,18 @@ def _decode_with_pypng(data: bytes) -> tuple[np.ndarray, dict]:
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 def test_every_layout_decodes_to_the_samples_on_any_number_of_threads(monkeypatch, shape, channels, dtype):
-    """Bands and blocks of a few rows here (a few hundred KiB in use), so that small images have several."""
-    monkeypatch.setattr(png_writer, "MIN_BAND_BYTES", 2000)
+    """Bands and blocks of a few rows here (a few MiB in use), so that small images have several; the file's bytes
+    are the same on any number of threads."""
+    monkeypatch.setattr(png_writer, "BAND_BYTES", 2000)
     monkeypatch.setattr(png_writer, "BLOCK_BYTES", 700)
     rng = np.random.default_rng(sum(shape) + channels)
     steps = rng.integers(-9, 10, size=shape + (channels,))  # smooth-ish rows, so that every filter gets chosen
     samples = (np.cumsum(steps, axis=1) % (np.iinfo(dtype).max + 1)).astype(dtype)
-    for threads in (1, 2, 3):
-        decoded, info = _decode_with_pypng(encode_png(samples, threads=threads))
-        assert info["bitdepth"] == 8 * samples.itemsize and info["planes"] == channels
-        assert np.array_equal(decoded, samples)
+    files = [encode_png(samples, threads=threads) for threads in (1, 2, 3)]
+    assert files[0] == files[1] == files[2]
+    decoded, info = _decode_with_pypng(files[0])
+    assert info["bitdepth"] == 8 * samples.itemsize and info["planes"] == channels
+    assert np.array_equal(decoded, samples)
 
 
 def _reference_filter(row: np.ndarray, above: np.ndarray, pixel_bytes: int) -> bytes:

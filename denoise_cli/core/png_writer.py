@@ -3,10 +3,12 @@
 Each row gets the filter libpng and Pillow choose (of none, sub, up, average and Paeth, the one whose output has the
 least sum of absolute values as signed bytes). The image is cut into bands of rows that are filtered and compressed
 side by side on threads (numpy and zlib release the interpreter lock) and joined into one zlib stream, as pigz does:
-each band ends on a byte boundary (a sync flush) and the stream's Adler-32 is combined from the bands'.
-zlib's level 4 with its strategy for filtered data makes files the size of Pillow's level 6 in a third of the time
-(1024^2 RGB photo mosaic: 1.577 MB in 0.20 s against 1.574 MB in 0.60 s, one thread; 16-bit files, which were written
-with no filter before, come out 15-17 % smaller).
+each band ends on a byte boundary (a sync flush) and the stream's Adler-32 is combined from the bands'. The bands
+depend on the image alone, so the same image gives the same file on any number of threads.
+zlib's level 4 with its strategy for filtered data makes files about the size of Pillow's level 6 in half the time
+on one thread (1024^2 RGB denoised mosaic: 1.703 MB in 0.31 s against 1.704 MB in 0.60 s; 0.18 s on two threads; a
+smooth 4000x3000 upscale: 11.05 MB in 2.29 s, 1.12 s on two threads, against 10.78 MB in 5.34 s). 16-bit files,
+written with no filter before, come out 15-17 % smaller.
 """
 from __future__ import annotations
 
@@ -20,8 +22,9 @@ import numpy as np
 from .codecs import PNG_SIGNATURE
 
 COMPRESSION_LEVEL = 4
-#: The raw bytes a band has at least: below this, starting a thread costs more than it saves.
-MIN_BAND_BYTES = 512 << 10
+#: The raw bytes of a band, the unit compressed on its own (side by side on threads). Bands are cut by size alone, so
+#: a file's bytes do not depend on how many threads wrote it.
+BAND_BYTES = 1 << 20
 #: The raw bytes filtered at a time: the five candidate filterings of a block stay small.
 BLOCK_BYTES = 256 << 10
 _COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type: gray, gray + alpha, RGB, RGBA
@@ -36,13 +39,18 @@ def encode_png(samples: np.ndarray, icc: Optional[bytes] = None, exif: Optional[
     height, width, channels = samples.shape
     depth = 16 if samples.dtype == np.uint16 else 8
     rows = np.ascontiguousarray(samples, dtype=">u2" if depth == 16 else np.uint8).reshape(height, -1).view(np.uint8)
-    bands = _bands(height, rows.shape[1] + 1, threads)
+    bands = _bands(height, rows.shape[1] + 1)
     pixel_bytes = channels * depth // 8
-    if len(bands) == 1:
-        pieces = [_compress_band(rows, pixel_bytes, bands[0], last=True)]
+
+    def compress(band: tuple) -> tuple[bytes, int, int]:
+        return _compress_band(rows, pixel_bytes, band, last=band[1] == height)
+
+    workers = min(threads, len(bands))
+    if workers > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            pieces = list(pool.map(compress, bands))
     else:
-        with ThreadPoolExecutor(len(bands)) as pool:
-            pieces = list(pool.map(lambda band: _compress_band(rows, pixel_bytes, band, band[1] == height), bands))
+        pieces = [compress(band) for band in bands]
     checksum = 1
     for _, band_checksum, length in pieces:
         checksum = _adler32_combine(checksum, band_checksum, length)
@@ -57,9 +65,9 @@ def encode_png(samples: np.ndarray, icc: Optional[bytes] = None, exif: Optional[
                                     + struct.pack(">I", zlib.crc32(kind + data)) for kind, data in chunks)
 
 
-def _bands(height: int, row_bytes: int, threads: int) -> list:
-    """Up to ``threads`` bands (first row, end row) of nearly equal height, each at least MIN_BAND_BYTES."""
-    count = max(1, min(threads, height, height * row_bytes // MIN_BAND_BYTES))
+def _bands(height: int, row_bytes: int) -> list:
+    """Bands (first row, end row) of nearly equal height and about BAND_BYTES (at least one row, at least one band)."""
+    count = max(1, min(height, height * row_bytes // BAND_BYTES))
     edges = [round(index * height / count) for index in range(count + 1)]
     return list(zip(edges[:-1], edges[1:]))
 
