@@ -29,6 +29,8 @@ BAND_BYTES = 1 << 20
 BLOCK_BYTES = 256 << 10
 _COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type: gray, gray + alpha, RGB, RGBA
 _ADLER_BASE = 65521
+#: A zlib stream's header: deflate with a 32 KiB window, the "fast" level flag, and its check bits (0x785e % 31 == 0).
+_ZLIB_HEADER = b"\x78\x5e"
 
 
 def encode_png(samples: np.ndarray, icc: Optional[bytes] = None, exif: Optional[bytes] = None,
@@ -54,7 +56,7 @@ def encode_png(samples: np.ndarray, icc: Optional[bytes] = None, exif: Optional[
     checksum = 1
     for _, band_checksum, length in pieces:
         checksum = _adler32_combine(checksum, band_checksum, length)
-    stream = b"".join([b"\x78\x5e"] + [data for data, _, _ in pieces] + [struct.pack(">I", checksum)])
+    stream = b"".join([_ZLIB_HEADER] + [data for data, _, _ in pieces] + [struct.pack(">I", checksum)])
     chunks = [(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, _COLOUR_TYPES[channels], 0, 0, 0))]
     if icc:
         chunks.append((b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc)))
