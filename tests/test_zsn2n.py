@@ -5,8 +5,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from denoise_cli.core.metrics import psnr
-from denoise_cli.methods.zsn2n import (FAST_ITERATIONS, ZSN2N, apply_denoiser, pad_to_even, pair_downsample, schedule,
-                               zsn2n_denoise, zsn2n_loss)
+from denoise_cli.methods.zsn2n import (FAST_ITERATIONS, FLIPS, ZSN2N, apply_denoiser, pad_to_even, pair_downsample,
+                                       schedule, zsn2n_denoise, zsn2n_loss)
 
 
 class Constant(nn.Module):
@@ -107,3 +107,21 @@ def test_the_facts_report_the_schedule_that_ran():
     _, noisy = _noisy_blocks()
     _, facts = zsn2n_denoise(noisy, iterations=8, seed=1)
     assert (facts["iterations"], facts["step_size"]) == (8, 6)
+
+
+def test_the_flip_average_is_the_mean_of_the_flipped_whole_image_passes():
+    torch.manual_seed(0)
+    net = ZSN2N(3, 8)
+    x = torch.rand(1, 3, 37, 45)
+    passes = [(x.flip(dims) - net(x.flip(dims))).flip(dims) if dims else x - net(x) for dims in FLIPS]
+    expected = torch.stack(passes).mean(dim=0)
+    assert len(FLIPS) == 4 and len(set(FLIPS)) == 4
+    assert torch.allclose(apply_denoiser(net, x, tile=16, flips=FLIPS), expected, atol=1e-6)
+    assert not torch.allclose(expected, passes[0], atol=1e-4)  # the net is not flip-invariant: the mean differs
+
+
+@pytest.mark.parametrize("exact, flips", [(False, 4), (True, 1)])
+def test_the_default_averages_the_flips_and_exact_runs_one_pass(exact, flips):
+    _, noisy = _noisy_blocks()
+    _, facts = zsn2n_denoise(noisy, iterations=4, seed=1, exact=exact)
+    assert facts["flips"] == flips

@@ -68,6 +68,9 @@ def describe(record: dict) -> str:
     for key, label in (("iterations", "iterations"), ("sigma_estimate", "sigma (0-255)"), ("weight", "weight")):
         if isinstance(record.get(key), (int, float)):
             parts.append(f"{label} {record[key]:.4g}")
+    if "mode" in record["facts"]:  # zsn2n: the paper's procedure or the default, and its final pass
+        flips = record["facts"].get("flips", 1)
+        parts.append(f"mode {record['facts']['mode']}" + (f" (mean of {flips} flipped passes)" if flips > 1 else ""))
     if "rmse_bound" in record["facts"]:
         tol = record["facts"].get("tol")
         parts.append(f"rmse bound {record['facts']['rmse_bound'][0]:.2g}" + (f" (tol {tol:.2g})" if tol else ""))
