@@ -181,14 +181,15 @@ def zsn2n_denoise(x: torch.Tensor, iterations: Steps = "auto", learning_rate: fl
         raise ValueError(f"expected (N, C, H, W), got shape {tuple(x.shape)}")
     iterations, step_size = schedule(iterations, step_size, exact)
     started = time.perf_counter()
+    flips = NO_FLIP if exact else FLIPS
     outputs, losses = [], []
     for index in range(x.shape[0]):
         image = x[index:index + 1].float()
         model, loss = _fit(image, iterations, learning_rate, step_size, gamma, channels, exact, seed, progress)
-        outputs.append(apply_denoiser(model, image, flips=NO_FLIP if exact else FLIPS))
+        outputs.append(apply_denoiser(model, image, flips=flips))
         losses.append(loss)
     facts = {"final_loss": losses, "iterations": iterations, "step_size": step_size, "mode": "exact" if exact else "fast",
-             "flips": 1 if exact else len(FLIPS), "seconds": round(time.perf_counter() - started, 3)}
+             "flips": len(flips), "seconds": round(time.perf_counter() - started, 3)}
     return torch.cat(outputs).to(x.dtype), facts
 
 
