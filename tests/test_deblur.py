@@ -6,13 +6,14 @@ import math
 
 import numpy as np
 import pytest
+import scipy.ndimage
 import scipy.signal
 import torch
 from PIL import Image
 
 from denoise_cli.core.errors import DenoiseError
 from denoise_cli.core.psf_files import write_psf_file
-from denoise_cli.methods.blind import chan_wong, estimate_psf
+from denoise_cli.methods.blind import _component_labels, chan_wong, estimate_psf, keep_main_components
 from denoise_cli.methods.deblur import deblur
 from denoise_cli.methods.deconvolution import tv_deconvolve
 from denoise_cli.methods.psf import parse_psf, transfer_function
@@ -210,6 +211,27 @@ def test_blind_estimation_recovers_a_synthetic_motion_kernel():
     assert found.shape == (15, 15) and found.min() >= 0 and abs(found.sum() - 1) < 1e-6
     assert found.max() < 0.5  # not collapsed to a point
     assert _shift_aligned_correlation(found, true) > 0.8
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_kernel_components_are_scipys_8_connected_labels(seed):
+    support = torch.rand(31, 31, generator=torch.Generator().manual_seed(seed)) < 0.45
+    ours = _component_labels(support).numpy()
+    theirs, _ = scipy.ndimage.label(support.numpy(), structure=np.ones((3, 3)))
+    pairs = set(zip(ours[support.numpy()].tolist(), theirs[support.numpy()].tolist()))
+    assert (ours[~support.numpy()] == 0).all()
+    assert len(pairs) == len({a for a, _ in pairs}) == len({b for _, b in pairs}) == theirs.max()  # same partition
+
+
+def test_pruning_drops_light_pieces_and_keeps_diagonal_neighbours():
+    kernel = torch.zeros(9, 9, dtype=torch.float64)
+    kernel[4, 1:7] = 0.14  # the main path, 0.84
+    kernel[5, 7] = 0.08  # touches the path's end diagonally: the same piece
+    kernel[0, 0] = kernel[8, 8] = 0.04  # specks apart, each under a tenth of the mass
+    kept = keep_main_components(kernel)
+    assert abs(float(kept.sum()) - 1) < 1e-12 and float(kept[0, 0]) == float(kept[8, 8]) == 0
+    assert torch.equal(kept > 0, (kernel > 0) & (kernel > 0.05))
+    assert torch.allclose(kept[4, 1:7], torch.full((6,), 0.14 / 0.92, dtype=torch.float64))
 
 
 def test_chan_wong_baseline_returns_a_normalised_kernel():
