@@ -13,6 +13,7 @@ from PIL import Image
 
 from denoise_cli.core.errors import DenoiseError
 from denoise_cli.core.psf_files import write_psf_file
+from denoise_cli.methods import blind
 from denoise_cli.methods.blind import _component_labels, chan_wong, estimate_psf, keep_main_components
 from denoise_cli.methods.deblur import deblur
 from denoise_cli.methods.deconvolution import tv_deconvolve
@@ -232,6 +233,16 @@ def test_pruning_drops_light_pieces_and_keeps_diagonal_neighbours():
     assert abs(float(kept.sum()) - 1) < 1e-12 and float(kept[0, 0]) == float(kept[8, 8]) == 0
     assert torch.equal(kept > 0, (kernel > 0) & (kernel > 0.05))
     assert torch.allclose(kept[4, 1:7], torch.full((6,), 0.14 / 0.92, dtype=torch.float64))
+
+
+def test_a_large_image_is_estimated_on_its_centre_window(monkeypatch):
+    sharp = np.asarray(Image.open(SAMPLES / "hubble.png").convert("L"), dtype=np.float64) / 255
+    blurred, _ = _blur_valid(sharp[:110, :96], parse_psf("motion:5,0").numpy())
+    image = torch.from_numpy(blurred).float()[None, None]
+    top, left = (blurred.shape[0] - 64) // 2, (blurred.shape[1] - 64) // 2
+    whole = estimate_psf(image[..., top:top + 64, left:left + 64], 7)
+    monkeypatch.setattr(blind, "ESTIMATION_WINDOW", 64)
+    assert torch.equal(estimate_psf(image, 7), whole)
 
 
 def test_chan_wong_baseline_returns_a_normalised_kernel():
