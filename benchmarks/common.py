@@ -9,12 +9,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from denoise_cli.core.imageio import as_stored, samples_to_tensor
+from denoise_cli.core.imageio import as_stored, samples_to_tensor, tensor_to_samples
 from denoise_cli.core.noise import NoiseSpec, add_noise
 from denoise_cli.methods.sure import golden_max
 
-__all__ = ["DEFAULT_KODAK", "add_modes_option", "blur_valid", "parse_numbers", "golden_max", "kodak_paths", "load_crop",
-           "noisy", "print_table"]
+__all__ = ["DEFAULT_KODAK", "add_modes_option", "blur_valid", "parse_numbers", "golden_max", "kodak_mosaic",
+           "kodak_paths", "load_crop", "noisy", "print_table", "save_png"]
 
 #: Kodak24 as the project's shared data folder holds it; every script takes --kodak to point elsewhere.
 DEFAULT_KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak24"
@@ -47,6 +47,19 @@ def load_crop(path: Path, size: int | None = 256) -> torch.Tensor:
         top, left = (h - size) // 2, (w - size) // 2
         samples = samples[top:top + size, left:left + size]
     return samples_to_tensor(samples if samples.ndim == 3 else samples[:, :, None])
+
+
+def kodak_mosaic(folder: Path, numbers: Sequence[int], size: int) -> torch.Tensor:
+    """The 2x2 mosaic of four whole Kodak photos, resized (bicubic) to (1, 3, size, size) in [0, 1]."""
+    tiles = [load_crop(path, None) for path in kodak_paths(folder, numbers)]
+    mosaic = torch.cat([torch.cat(tiles[:2], dim=3), torch.cat(tiles[2:], dim=3)], dim=2)
+    return torch.nn.functional.interpolate(mosaic, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+def save_png(image: torch.Tensor, path: Path | str) -> None:
+    """An image (1, C, H, W) in [0, 1] as an 8-bit PNG (Pillow: the benchmarks' inputs are not made by our writer)."""
+    samples = tensor_to_samples(image, np.uint8)
+    Image.fromarray(samples if samples.shape[2] > 1 else samples[:, :, 0]).save(path)
 
 
 def noisy(clean: torch.Tensor, spec: str, seed: int) -> torch.Tensor:

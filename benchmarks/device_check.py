@@ -19,12 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image
 
-from common import DEFAULT_KODAK, blur_valid, kodak_paths, load_crop, noisy, print_table
+from common import DEFAULT_KODAK, blur_valid, kodak_mosaic, kodak_paths, load_crop, noisy, print_table, save_png
 from denoise_cli.core.metrics import psnr
 from denoise_cli.methods.psf import parse_psf
 
@@ -35,9 +32,7 @@ MOTION = "motion:9,30"
 def inputs(kodak: Path, task: str) -> tuple[torch.Tensor, torch.Tensor, list]:
     """(clean, degraded, the command's arguments after the input) of one task; images (1, C, H, W) in [0, 1]."""
     if task == "tv":
-        tiles = [load_crop(path, None) for path in kodak_paths(kodak, [13, 14, 15, 16])]
-        mosaic = torch.cat([torch.cat(tiles[:2], dim=3), torch.cat(tiles[2:], dim=3)], dim=2)
-        clean = F.interpolate(mosaic, size=(1024, 1024), mode="bicubic", align_corners=False).clamp(0, 1)
+        clean = kodak_mosaic(kodak, [13, 14, 15, 16], 1024)
         return clean, noisy(clean, "gaussian:25", seed=0), ["tv"]
     if task == "zsn2n":
         clean = load_crop(kodak_paths(kodak, [13])[0])
@@ -45,14 +40,6 @@ def inputs(kodak: Path, task: str) -> tuple[torch.Tensor, torch.Tensor, list]:
     blurred, clean = blur_valid(load_crop(kodak_paths(kodak, [14])[0], None), parse_psf(MOTION), 448)
     psf = ["--psf", MOTION] if task == "deblur" else ["--psf", "auto", "--psf-size", "15"]
     return clean, noisy(blurred, "gaussian:2", seed=14), ["deblur", *psf]
-
-
-def save(image: torch.Tensor, path: Path) -> None:
-    Image.fromarray((image[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(path)
-
-
-def load(path: Path) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(Image.open(path), dtype=np.float32) / 255).permute(2, 0, 1)[None]
 
 
 def main() -> None:
@@ -67,7 +54,7 @@ def main() -> None:
         for task in args.tasks.split(","):
             clean, degraded, command = inputs(Path(args.kodak), task)
             source = Path(folder) / f"{task}.png"
-            save(degraded, source)
+            save_png(degraded, source)
             outputs = {}
             for device in ("cpu", args.device):
                 target = Path(folder) / f"{task}.{device.replace(':', '_')}.png"
@@ -75,7 +62,7 @@ def main() -> None:
                 subprocess.run([denoise, *command[:1], str(source), *command[1:], "-o", str(target), "--overwrite",
                                 "--device", device, "-q"], check=True)
                 seconds = time.perf_counter() - started
-                outputs[device] = load(target)
+                outputs[device] = load_crop(target, None)
                 rows.append([task, device, seconds, float(psnr(outputs[device], clean)),
                              float(psnr(outputs[device], outputs["cpu"])) if device != "cpu" else "-"])
     print(f"torch {torch.__version__}; {args.device}: "

@@ -34,11 +34,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image
 from skimage.restoration import denoise_tv_chambolle
 
-from common import DEFAULT_KODAK, kodak_paths, load_crop, noisy, parse_numbers, print_table
+from common import DEFAULT_KODAK, kodak_mosaic, noisy, parse_numbers, print_table, save_png
 from denoise_cli.core.imageio import as_stored
 from denoise_cli.methods.operators import group_dims
 from denoise_cli.methods.rof import solve_rof
@@ -107,15 +105,13 @@ def main() -> None:
     numbers = parse_numbers(args.images)
     if len(numbers) != 4:
         raise SystemExit(f"--images needs four Kodak numbers, got {numbers}")
-    tiles = [load_crop(p, None) for p in kodak_paths(args.kodak, numbers)]
-    mosaic = torch.cat([torch.cat(tiles[:2], dim=3), torch.cat(tiles[2:], dim=3)], dim=2)
-    clean = F.interpolate(mosaic, size=(args.size, args.size), mode="bicubic", align_corners=False).clamp(0, 1)
+    clean = kodak_mosaic(args.kodak, numbers, args.size)
     x = noisy(clean, "gaussian:25", seed=0)
     denoise = str(Path(sys.executable).with_name("denoise"))
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         source, target, report = (str(Path(folder) / name) for name in ("noisy.png", "out.png", "report.json"))
-        Image.fromarray((x[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(source)
+        save_png(x, source)
         for channels in ("separate", "coupled"):
             weight = float(auto_weight(x, "isotropic", channels)[0][0])
             converged, _, facts = solve_rof(x.double(), torch.tensor([weight], dtype=torch.float64),
