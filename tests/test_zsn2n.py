@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from denoise_cli.core.metrics import psnr
-from denoise_cli.methods.zsn2n import (BANK_ITERATIONS, FLIPS, ZSN2N, apply_denoiser, pad_to_even, pair_downsample,
+from denoise_cli.methods.zsn2n import (FAST_ITERATIONS, FLIPS, ZSN2N, apply_denoiser, pad_to_even, pair_downsample,
                                        schedule, zsn2n_denoise, zsn2n_loss)
 
 
@@ -81,7 +81,7 @@ def test_a_short_fit_lowers_the_loss_and_raises_psnr(exact):
     assert out.shape == noisy.shape
     assert min(losses[-5:]) < losses[0]
     assert float(psnr(out, clean)) > float(psnr(noisy.clamp(0, 1), clean)) + 3
-    assert facts["mode"] == ("exact" if exact else "bank")
+    assert facts["mode"] == ("exact" if exact else "fast")
 
 
 def test_the_fit_is_deterministic_with_a_seed():
@@ -95,8 +95,8 @@ def test_the_fit_is_deterministic_with_a_seed():
 
 def test_auto_schedule_is_the_papers_with_exact_and_scales_the_period_with_the_steps():
     assert schedule("auto", "auto", exact=True) == (2000, 1500)
-    assert schedule("auto", "auto", exact=False) == (BANK_ITERATIONS, round(0.75 * BANK_ITERATIONS))
-    assert BANK_ITERATIONS < 2000
+    assert schedule("auto", "auto", exact=False) == (FAST_ITERATIONS, round(0.75 * FAST_ITERATIONS))
+    assert FAST_ITERATIONS < 2000
     assert schedule(1000, "auto", exact=True) == (1000, 750)
     assert schedule(100, 30, exact=False) == (100, 30)
     with pytest.raises(ValueError):
@@ -125,13 +125,3 @@ def test_the_default_averages_the_flips_and_exact_runs_one_pass(exact, flips):
     _, noisy = _noisy_blocks()
     _, facts = zsn2n_denoise(noisy, iterations=4, seed=1, exact=exact)
     assert facts["flips"] == flips
-
-
-def test_large_images_are_fitted_on_crops_of_the_bank(monkeypatch):
-    """Above FIT_CROP the default fits random crops of the bank; the result keeps the image's shape and denoises."""
-    import denoise_cli.methods.zsn2n as zsn2n
-    monkeypatch.setattr(zsn2n, "FIT_CROP", 16)
-    clean, noisy = _noisy_blocks()
-    out, _ = zsn2n_denoise(noisy, iterations=200, learning_rate=3e-3, seed=1)
-    assert out.shape == noisy.shape
-    assert float(psnr(out, clean)) > float(psnr(noisy.clamp(0, 1), clean)) + 3

@@ -165,7 +165,7 @@ def tv(ctx: click.Context, weight, norm, channels, max_iter, tol, **options) -> 
 
 @cli.command()
 @click.option("--iterations", type=AutoOr(int, 1), show_default=True,
-              help="Optimiser steps; 'auto' is the paper's 2000 with --exact, 600 otherwise.")
+              help="Optimiser steps; 'auto' is the paper's 2000 with --exact, fewer cheaper ones otherwise.")
 @click.option("--learning-rate", type=FiniteFloat(min=0, min_open=True), show_default=True)
 @click.option("--step-size", type=AutoOr(int, 1), show_default=True,
               help="StepLR period (steps); 'auto' is 3/4 of the steps (the paper's 1500 of 2000).")
@@ -176,8 +176,7 @@ def tv(ctx: click.Context, weight, norm, channels, max_iter, tol, **options) -> 
 @batch_options
 @click.pass_context
 def zsn2n(ctx: click.Context, iterations, learning_rate, step_size, gamma, channels, exact, **options) -> None:
-    """Zero-Shot Noise2Noise: fit a tiny network on each noisy image (by default on pairs drawn from each pixel's
-    most similar pixels; --exact: the paper's half-resolution pairs)."""
+    """Zero-Shot Noise2Noise: fit a tiny network on each noisy image."""
     settings = {"iterations": iterations, "learning_rate": learning_rate, "step_size": step_size, "gamma": gamma,
                 "channels": channels, "exact": exact, "seed": options["seed"]}
     run_method(ctx, METHODS["zsn2n"], settings, **options)

@@ -9,14 +9,13 @@ of the diagonal pixels is sub-image D1, of the anti-diagonal pixels D2) and the 
 
 with Adam (lr 1e-3) for 2000 steps and StepLR(1500, 0.5), as in the paper's notebook (``exact=True``).
 
-The default mode draws its training pairs from a pixel bank instead (:mod:`.pixel_bank`): for each pixel, itself
-and the 15 pixels whose 7x7 neighbourhoods in a 21x21 window look most like its own. Each step the network maps the
-mean of a random half of every pixel's bank to the mean of the other half (mse(A - f(A), B)): two views of the image
-at full resolution with independent noise, each a quarter of the noise variance of the image's pixels, instead of the
-paper's half-resolution pairs. The final image is x' - f(x') for x' the mean of each pixel's whole bank, averaged
-over the four flips of x' (FLIPS). It takes BANK_ITERATIONS steps (the learning rate halved after three quarters of
-them). Large images are fitted on random crops of the bank, so memory stays bounded; the final pass runs tile by
-tile with a 2-pixel halo, which the 5x5 receptive field makes exactly equal to a pass over the whole image (no seams).
+The default mode computes the same two terms more cheaply: D1 and D2 go through the network as one batch, and the
+consistency term is evaluated on a random crop of x (aligned to the 2x2 grid) the size of a half-image, instead of on
+all of x, which took two thirds of the work; and it takes FAST_ITERATIONS steps (the learning rate halved after
+three quarters of them, as in the paper's schedule), which the benchmark shows reach the paper's quality; its final
+image is the mean of the passes over the four flips of the image (FLIPS). Large images are fitted on random crops, so
+memory stays bounded; the final pass runs tile by tile with a 2-pixel halo, which the 5x5 receptive field makes
+exactly equal to a pass over the whole image (no seams).
 """
 from __future__ import annotations
 
@@ -28,17 +27,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import ProgressCallback
-from .pixel_bank import bank_mean, bank_offsets, bank_pixels, split_masks, split_means
 
 Steps = Union[int, str]  # a count, or "auto"
 #: The paper's schedule (its notebook): 2000 Adam steps, the learning rate halved after 1500.
 PAPER_ITERATIONS = 2000
-#: The default mode's steps for "auto": the bank's pairs are far less noisy than the paper's, and 600 steps gave
-#: within 0.04 dB of 1200 (Kodak 3, sigma 50, calibration split; benchmarks/zsn2n_benchmark.py has the figures).
-BANK_ITERATIONS = 600
+#: The default mode's steps for "auto": its cheaper steps match the paper's fit in fewer of them
+#: (benchmarks/zsn2n_benchmark.py; README.md gives the figures).
+FAST_ITERATIONS = 1200
 #: StepLR's period for "auto", as a fraction of the steps (the paper's 1500 of 2000).
 STEP_FRACTION = 0.75
-#: Largest crop side of the bank fitted per step in the default mode (bounded memory and time on large images).
+#: Largest crop side fitted per step in the default mode (bounded memory and time on large images).
 FIT_CROP = 512
 #: Tile side for the final pass; the halo is the network's receptive-field radius.
 INFERENCE_TILE = 1024
@@ -96,19 +94,33 @@ def zsn2n_loss(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.T
     return residual + consistency, residual, consistency
 
 
-def bank_loss(model: nn.Module, bank: torch.Tensor, masks: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """The default's loss on a bank (size, C, H, W): mse(A - f(A), B) for A and B the means of complementary random
-    halves of each pixel's bank."""
-    first, second = split_means(bank, masks, generator)
-    return F.mse_loss(first - model(first), second)
+def fast_loss(model: nn.Module, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """The same two terms with half the network work: D1 and D2 as one batch, the consistency term on a random
+    grid-aligned crop of half the height and width of ``x``."""
+    n = x.shape[0]
+    d1, d2 = pair_downsample(x)
+    pairs = torch.cat([d1, d2])
+    preds = pairs - model(pairs)
+    pred1, pred2 = preds[:n], preds[n:]
+    residual = 0.5 * (F.mse_loss(pred1, d2) + F.mse_loss(pred2, d1))
+    h, w = d1.shape[-2:]
+    ch, cw = max(h // 2, 1), max(w // 2, 1)
+    top = int(torch.randint(0, h - ch + 1, (1,), generator=generator))
+    left = int(torch.randint(0, w - cw + 1, (1,), generator=generator))
+    crop = x[..., 2 * top:2 * (top + ch), 2 * left:2 * (left + cw)]
+    full1, full2 = pair_downsample(crop - model(crop))
+    window = (Ellipsis, slice(top, top + ch), slice(left, left + cw))
+    consistency = 0.5 * (F.mse_loss(pred1[window], full1) + F.mse_loss(pred2[window], full2))
+    return residual + consistency
 
 
-def _random_region(height: int, width: int, size: int, generator: torch.Generator) -> tuple[int, int, int, int]:
-    """A random (top, left, rows, columns) of at most size x size inside height x width."""
-    rows, cols = min(size, height), min(size, width)
-    top = int(torch.randint(0, height - rows + 1, (1,), generator=generator))
-    left = int(torch.randint(0, width - cols + 1, (1,), generator=generator))
-    return top, left, rows, cols
+def _random_crop(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """A random even-aligned crop of at most size x size of (N, C, H, W) (H, W even)."""
+    h, w = x.shape[-2:]
+    ch, cw = min(size, h), min(size, w)
+    top = 2 * int(torch.randint(0, (h - ch) // 2 + 1, (1,), generator=generator))
+    left = 2 * int(torch.randint(0, (w - cw) // 2 + 1, (1,), generator=generator))
+    return x[..., top:top + ch, left:left + cw]
 
 
 @torch.no_grad()
@@ -144,9 +156,9 @@ def _flip_average(model: nn.Module, block: torch.Tensor, flips: tuple) -> torch.
 
 
 def schedule(iterations: Steps, step_size: Steps, exact: bool) -> tuple[int, int]:
-    """The (steps, StepLR period) to run: "auto" steps are the paper's 2000 with ``exact``, else BANK_ITERATIONS;
+    """The (steps, StepLR period) to run: "auto" steps are the paper's 2000 with ``exact``, else FAST_ITERATIONS;
     an "auto" period is STEP_FRACTION of the steps."""
-    steps = (PAPER_ITERATIONS if exact else BANK_ITERATIONS) if iterations == "auto" else int(iterations)
+    steps = (PAPER_ITERATIONS if exact else FAST_ITERATIONS) if iterations == "auto" else int(iterations)
     period = max(1, round(STEP_FRACTION * steps)) if step_size == "auto" else int(step_size)
     if steps < 1 or period < 1:
         raise ValueError("iterations and step_size must be at least 1")
@@ -160,7 +172,7 @@ def zsn2n_denoise(x: torch.Tensor, iterations: Steps = "auto", learning_rate: fl
 
     iterations, learning_rate, step_size, gamma: Adam and StepLR settings; "auto" steps and period give the paper's
     2000 and 1500 with ``exact`` (see ``schedule``). channels: the network width. exact: the paper's procedure step
-    for step (whole image, three passes a step); otherwise the pixel-bank default (see the module docstring).
+    for step (whole image, three passes a step); otherwise the faster default (see the module docstring).
     seed: makes the fit deterministic on the CPU.
     Returns the denoised batch and facts: final_loss per image, iterations, step_size, mode, flips (passes averaged
     in the final pass), seconds.
@@ -173,56 +185,30 @@ def zsn2n_denoise(x: torch.Tensor, iterations: Steps = "auto", learning_rate: fl
     outputs, losses = [], []
     for index in range(x.shape[0]):
         image = x[index:index + 1].float()
-        if exact:
-            model, loss = _fit_exact(image, iterations, learning_rate, step_size, gamma, channels, seed, progress)
-            outputs.append(apply_denoiser(model, image))
-        else:
-            offsets = bank_offsets(image)
-            model, loss = _fit_bank(image, offsets, iterations, learning_rate, step_size, gamma, channels, seed,
-                                    progress)
-            outputs.append(apply_denoiser(model, bank_mean(image, offsets), flips=FLIPS))
+        model, loss = _fit(image, iterations, learning_rate, step_size, gamma, channels, exact, seed, progress)
+        outputs.append(apply_denoiser(model, image, flips=flips))
         losses.append(loss)
-    facts = {"final_loss": losses, "iterations": iterations, "step_size": step_size, "mode": "exact" if exact else "bank",
+    facts = {"final_loss": losses, "iterations": iterations, "step_size": step_size, "mode": "exact" if exact else "fast",
              "flips": len(flips), "seconds": round(time.perf_counter() - started, 3)}
     return torch.cat(outputs).to(x.dtype), facts
 
 
-def _fit_exact(image: torch.Tensor, iterations: int, learning_rate: float, step_size: int, gamma: float, width: int,
-               seed: Optional[int], progress: Optional[ProgressCallback]) -> tuple[nn.Module, float]:
-    """The paper's fit: its loss on the whole (evenly padded) image every step."""
-    padded = pad_to_even(image)
-    return _fit(image, lambda model, generator: zsn2n_loss(model, padded)[0], iterations, learning_rate, step_size,
-                gamma, width, seed, progress)
-
-
-def _fit_bank(image: torch.Tensor, offsets: torch.Tensor, iterations: int, learning_rate: float, step_size: int,
-              gamma: float, width: int, seed: Optional[int], progress: Optional[ProgressCallback]
-              ) -> tuple[nn.Module, float]:
-    """The default's fit: :func:`bank_loss` on the whole bank, or on a random FIT_CROP crop of it each step."""
-    masks = split_masks(offsets.shape[0], image.device)
-    height, width_px = image.shape[-2:]
-    whole = bank_pixels(image, offsets) if max(height, width_px) <= FIT_CROP else None
-
-    def loss(model: nn.Module, generator: torch.Generator) -> torch.Tensor:
-        bank = whole if whole is not None else bank_pixels(
-            image, offsets, *_random_region(height, width_px, FIT_CROP, generator))
-        return bank_loss(model, bank, masks, generator)
-    return _fit(image, loss, iterations, learning_rate, step_size, gamma, width, seed, progress)
-
-
-def _fit(image: torch.Tensor, loss_of, iterations: int, learning_rate: float, step_size: int, gamma: float,
-         width: int, seed: Optional[int], progress: Optional[ProgressCallback]) -> tuple[nn.Module, float]:
-    """Adam with StepLR on ``loss_of(model, generator)`` from a seeded fresh network; returns it and the last loss."""
+def _fit(image: torch.Tensor, iterations: int, learning_rate: float, step_size: int, gamma: float, width: int,
+         exact: bool, seed: Optional[int], progress: Optional[ProgressCallback]) -> tuple[nn.Module, float]:
     generator = torch.Generator().manual_seed(seed if seed is not None else int(torch.seed() % 2**63))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
         model = ZSN2N(image.shape[1], width).to(image.device)
+    padded = pad_to_even(image)
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
     loss = torch.zeros(())
     report_every = max(1, iterations // 100)
     for step in range(1, iterations + 1):
-        loss = loss_of(model, generator)
+        if exact:
+            loss = zsn2n_loss(model, padded)[0]
+        else:
+            loss = fast_loss(model, _random_crop(padded, FIT_CROP, generator), generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
