@@ -29,7 +29,7 @@ from denoise_cli.methods.psf import parse_psf
 
 BLURS = ("gaussian:1.6", "motion:9,30")
 SIGMAS = (1, 5, 15)
-MULTIPLES = (0.25, 0.35, 0.5, 0.6, 0.71, 0.85, 1.0, 1.2, 1.41, 2.0)
+MULTIPLES = (0.1, 0.15, 0.25, 0.35, 0.5, 0.6, 0.71, 0.85, 1.0, 1.2, 1.41, 2.0)  # low noise wants <0.25x
 CANDIDATES = np.round(np.arange(3.0, 6.01, 0.25), 2)  # noise coefficients a
 
 

@@ -3,7 +3,7 @@
 1. Held-out check of ``--weight auto`` (calibrated on Kodak 1-12, see calibrate_deblur_weight.py): Kodak 13-24,
    256x256 centre crops, blurred with the light from outside the frame by a Gaussian (sigma 1.6) and a 9-pixel
    motion at 30 degrees, Gaussian noise sigma 1, 5, 15 (0-255 scale), stored as 8-bit; the known PSF is given.
-   Auto against the best of the multiples 0.25-4 x the auto weight of each case.
+   Auto against the best of the multiples 0.125-4 x the auto weight of each case.
 2. The origin's scenario: a 3-pixel horizontal motion and Gaussian noise of variance 0.01 (sigma 25.5 on the 0-255
    scale), on the same crops: the input, our non-blind TV and adaptive TV with the known PSF, our blind estimate
    (``--psf-size 7``), and the origin's Chan-Wong scheme (``--method chan-wong --psf-size 7``), all at the defaults.
@@ -25,7 +25,7 @@ from denoise_cli.methods.psf import parse_psf
 
 BLURS = ("gaussian:1.6", "motion:9,30")
 SIGMAS = (1, 5, 15)
-MULTIPLES = (0.25, 0.5, 0.71, 1.0, 1.41, 2.0, 4.0)
+MULTIPLES = (0.125, 0.25, 0.5, 0.71, 1.0, 1.41, 2.0, 4.0)
 
 
 def weight_check(paths: list) -> None:
