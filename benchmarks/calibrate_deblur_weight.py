@@ -6,8 +6,8 @@ blurred with the light from outside the frame (no wrap-around), by a Gaussian (s
 30 degrees, plus Gaussian noise of sigma 1, 5 and 15 on the 0-255 scale, stored as 8-bit; sigma_hat from
 denoise_cli.methods.deconvolution.deblur_noise_level. Every case is solved at MULTIPLES x the weight the package
 gives it now; a candidate rule's PSNR on a case is read off that curve (linear in log lambda). For each candidate a
-the table gives how far the rule falls short of each case's best weight: the mean, the worst case, and how many of the
-72 cases are more than 0.3 dB short. The floor stays as it is: it sets the weight at low noise, where the Levin set
+the table gives how far the rule falls short of each case's best weight: the mean, the worst case, and how many
+cases are more than 0.3 dB short. The floor stays as it is: it sets the weight at low noise, where the Levin set
 of real captures fixes it (lower floors lose there, see the constant's comment). The chosen a is the one with the
 lowest mean shortfall among those whose worst case is no worse than the package's rule.
 

@@ -45,7 +45,7 @@ PENALTY_PER_WEIGHT, RELAXATION = 75.0, 1.8
 #: 0.22 dB and 2 of 32 images fell behind Levin 2007). The noise coefficient is benchmarks/calibrate_deblur_weight.py's
 #: choice on Kodak 1-12 with synthetic blur and noise: 4.25 falls short of each case's best weight by 0.173 dB on
 #: average (worst case 0.61) where the earlier 5.0 (fitted on Kodak 1, 4, 7, 10) fell short by 0.215 (0.71). The best
-#: weight of single photos spreads over 0.35-1.4x the rule (texture wants less), so no fixed rule holds every photo
+#: weight of single photos spreads over 0.25-1.6x the rule (texture wants less), so no fixed rule holds every photo
 #: within 0.3 dB; a per-image predicted-risk SURE search was tried and picked worse on smooth photos (up to 1.6 dB).
 AUTO_WEIGHT_NOISE, AUTO_WEIGHT_FLOOR = 4.25, 2e-4
 #: Convergence is checked every this many iterations: the RMS change of u per iteration since the last check.
