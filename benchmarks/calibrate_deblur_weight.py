@@ -23,8 +23,7 @@ import numpy as np
 
 from common import DEFAULT_KODAK, blur_valid, kodak_paths, load_crop, noisy, parse_numbers, print_table
 from denoise_cli.core.metrics import psnr
-from denoise_cli.methods.deconvolution import AUTO_WEIGHT_FLOOR, AUTO_WEIGHT_NOISE, auto_weight, \
-    deblur_noise_level, tv_deconvolve
+from denoise_cli.methods.deconvolution import AUTO_WEIGHT_NOISE, auto_weight, deblur_noise_level, tv_deconvolve
 from denoise_cli.methods.psf import parse_psf
 
 BLURS = ("gaussian:1.6", "motion:9,30")
@@ -65,7 +64,7 @@ def main() -> None:
         print(f"kodim{number:02d} done ({time.perf_counter() - started:.0f} s)", flush=True)
 
     def shortfalls(a: float) -> np.ndarray:
-        return np.array([shortfall(weights, scores, a * math.sqrt(channels) * sigma_hat ** 2 + AUTO_WEIGHT_FLOOR)
+        return np.array([shortfall(weights, scores, auto_weight(sigma_hat, channels, a))
                          for sigma_hat, channels, weights, scores in cases])
 
     rows = []
@@ -73,7 +72,7 @@ def main() -> None:
         short = shortfalls(a)
         rows.append([a, short.mean(), short.max(), int((short > 0.3).sum())])
     print_table(["a", "mean dB short of best", "worst case", f"cases > 0.3 dB (of {len(cases)})"], rows)
-    current_worst = shortfalls(AUTO_WEIGHT_NOISE).max()
+    current_worst = next(row[2] for row in rows if row[0] == AUTO_WEIGHT_NOISE)
     chosen = min((row for row in rows if row[2] <= current_worst), key=lambda row: row[1])
     print(f"package a = {AUTO_WEIGHT_NOISE}; chosen a = {chosen[0]} (lowest mean shortfall whose worst case is at "
           f"most the package rule's {current_worst:.3f} dB)")

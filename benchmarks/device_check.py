@@ -3,9 +3,10 @@
 Runs the installed command on small real images, once with ``--device cpu`` and once with ``--device DEVICE``, at
 the defaults: ``tv`` (1024^2 RGB Kodak 13-16 mosaic, sigma 25), ``zsn2n`` (Kodak 13 256^2 crop, sigma 25: the
 paper's protocol for one image), ``deblur`` with a known PSF (the centre 448^2 of Kodak 14, motion 9 at 30 degrees,
-sigma 2) and blind (``--psf auto --psf-size 15``, not the default 31, to keep the run short; the same image). Prints per task and device the wall time (interpreter start-up included),
-the PSNR against the clean image, and the PSNR between the CPU's and the device's outputs (ZS-N2N's fit is random
-on any device: judge it by the PSNR against the clean image).
+sigma 2) and blind (``--psf auto --psf-size 15``, not the default 31, to keep the run short; the same image).
+Prints per task and device the wall time (interpreter start-up included), the PSNR against the clean image, and the
+PSNR between the CPU's and the device's outputs (ZS-N2N's fit is random on any device: judge it by the PSNR against
+the clean image).
 
     python benchmarks/device_check.py --device cuda [--tasks tv,zsn2n,deblur,blind] [--kodak FOLDER]
 """

@@ -89,9 +89,10 @@ def tv_deconvolve(x: torch.Tensor, psf: torch.Tensor, weight="auto", regularizer
     return torch.stack(outputs).to(x.dtype), facts
 
 
-def auto_weight(sigma: float, channels: int) -> float:
-    """The calibrated lambda for noise ``sigma`` ([0, 1] units) and ``channels`` coupled channels."""
-    return math.sqrt(channels) * AUTO_WEIGHT_NOISE * sigma ** 2 + AUTO_WEIGHT_FLOOR
+def auto_weight(sigma: float, channels: int, noise_coefficient: float = AUTO_WEIGHT_NOISE) -> float:
+    """The calibrated lambda for noise ``sigma`` ([0, 1] units) and ``channels`` coupled channels; the calibration
+    (benchmarks/calibrate_deblur_weight.py) passes other ``noise_coefficient`` values to compare them."""
+    return math.sqrt(channels) * noise_coefficient * sigma ** 2 + AUTO_WEIGHT_FLOOR
 
 
 def deblur_noise_level(x: torch.Tensor) -> torch.Tensor:
