@@ -137,14 +137,15 @@ def _tiled(f: torch.Tensor, psf: torch.Tensor, lam: float, regularizer: str, max
     margin = max(TILE_MARGIN_MIN, TILE_MARGIN_PSFS * max(psf.shape))
     rows, cols = tiles(f.shape[1], TILE_CORE, margin), tiles(f.shape[2], TILE_CORE, margin)
     if len(rows) * len(cols) == 1:
-        return _admm(f, psf, lam, regularizer, max_iter, tol, progress)
+        u, iterations, change = _admm(f[None], psf, lam, regularizer, max_iter, tol, progress)
+        return u[0], iterations, change
     u = torch.empty_like(f)
     iterations, change, done = 0, 0.0, 0
     for top, bottom, core_top, core_bottom in rows:
         for left, right, core_left, core_right in cols:
-            window, tile_iterations, tile_change = _admm(f[:, top:bottom, left:right], psf, lam, regularizer,
+            window, tile_iterations, tile_change = _admm(f[None, :, top:bottom, left:right], psf, lam, regularizer,
                                                          max_iter, tol, None)
-            u[:, core_top:core_bottom, core_left:core_right] = window[:, core_top - top:core_bottom - top,
+            u[:, core_top:core_bottom, core_left:core_right] = window[0, :, core_top - top:core_bottom - top,
                                                                       core_left - left:core_right - left]
             iterations, change = max(iterations, tile_iterations), max(change, tile_change)
             done += 1
@@ -155,14 +156,15 @@ def _tiled(f: torch.Tensor, psf: torch.Tensor, lam: float, regularizer: str, max
 
 def _admm(f: torch.Tensor, psf: torch.Tensor, lam: float, regularizer: str, max_iter: int, tol: float,
           progress: Optional[ProgressCallback]) -> tuple[torch.Tensor, int, float]:
-    """One image (C, H, W): ADMM of the module docstring. Returns (u on the frame, iterations, last change)."""
-    channels, height, width = f.shape
+    """A batch (N, C, H, W) with one PSF and weight: ADMM of the module docstring, all N stopped together (the RMS
+    change is over the batch). Returns (u on the frame, (N, C, H, W), iterations, last change)."""
+    height, width = f.shape[-2:]
     grid_h, top = working_size(height, psf.shape[0])
     grid_w, left = working_size(width, psf.shape[1])
-    frame = (slice(None), slice(top, top + height), slice(left, left + width))
-    mask = f.new_zeros(1, grid_h, grid_w)
+    frame = (Ellipsis, slice(top, top + height), slice(left, left + width))
+    mask = f.new_zeros(grid_h, grid_w)
     mask[frame] = 1.0
-    observed = f.new_zeros(channels, grid_h, grid_w)
+    observed = f.new_zeros(*f.shape[:-2], grid_h, grid_w)
     observed[frame] = f
     otf = transfer_function(psf, grid_h, grid_w)
     otf_conj = otf.conj()
@@ -174,7 +176,7 @@ def _admm(f: torch.Tensor, psf: torch.Tensor, lam: float, regularizer: str, max_
     keep, data = rho / (mask + rho), observed / (mask + rho)
     exponent = _adaptive_exponent(f, top, left, grid_h, grid_w) if regularizer == "adaptive" else None
 
-    u = F.pad(f[None], (left, grid_w - width - left, top, grid_h - height - top), mode="replicate")[0]
+    u = F.pad(f, (left, grid_w - width - left, top, grid_h - height - top), mode="replicate")
     v = torch.fft.irfft2(otf * torch.fft.rfft2(u), s=(grid_h, grid_w))
     v_dual = torch.zeros_like(v)
     z = periodic_gradient(u)
@@ -207,10 +209,10 @@ def _admm(f: torch.Tensor, psf: torch.Tensor, lam: float, regularizer: str, max_
 
 
 def _shrink(b: torch.Tensor, threshold: float, exponent: Optional[torch.Tensor]) -> torch.Tensor:
-    """The proximal map of threshold * R at b (C, 2, H, W), groups over channels and directions: TV's
+    """The proximal map of threshold * R at b (N, C, 2, H, W), groups over channels and directions: TV's
     b * max(1 - threshold / |b|, 0), or for the adaptive TV, R = s (|g| / s)^p / p with s = ADAPTIVE_SCALE, the
     magnitude t solving threshold (t / s)^(p-1) + t = |b| (16 bisection steps on [0, |b|])."""
-    magnitude = b.pow(2).sum(dim=(0, 1), keepdim=True).sqrt_()
+    magnitude = b.pow(2).sum(dim=(1, 2), keepdim=True).sqrt_()
     if exponent is None:
         return b * (1.0 - threshold / magnitude.clamp_min(1e-12)).clamp_min_(0.0)
     low, high = torch.zeros_like(magnitude), magnitude.clone()
@@ -224,16 +226,16 @@ def _shrink(b: torch.Tensor, threshold: float, exponent: Optional[torch.Tensor])
 
 
 def _adaptive_exponent(f: torch.Tensor, top: int, left: int, grid_h: int, grid_w: int) -> torch.Tensor:
-    """p = 1 + 1 / (1 + |grad G|^2) on the working grid, (1, 1, grid_h, grid_w), G = f (channel mean) smoothed by
-    a Gaussian of 1 pixel, in 8-bit levels; outside the frame p continues the nearest border value."""
+    """p = 1 + 1 / (1 + |grad G|^2) on the working grid, (N, 1, 1, grid_h, grid_w) for f (N, C, H, W), G = f (channel
+    mean) smoothed by a Gaussian of 1 pixel, in 8-bit levels; outside the frame p continues the nearest border value."""
     radius = 3
     axis = torch.arange(-radius, radius + 1, dtype=f.dtype, device=f.device)
     line = torch.exp(-axis ** 2 / 2)
     line = line / line.sum()
-    gray = f.mean(dim=0, keepdim=True)[None] * 255.0
+    gray = f.mean(dim=1, keepdim=True) * 255.0
     smooth = F.conv2d(F.pad(gray, (radius,) * 4, mode="replicate"), (line[:, None] * line[None, :])[None, None])
     gradient = periodic_gradient(smooth)[..., :-1, :-1]
     squared = F.pad(gradient.pow(2).sum(dim=2), (0, 1, 0, 1), mode="replicate")
     exponent = 1.0 + 1.0 / (1.0 + squared)
     height, width = f.shape[-2:]
-    return F.pad(exponent, (left, grid_w - width - left, top, grid_h - height - top), mode="replicate")
+    return F.pad(exponent, (left, grid_w - width - left, top, grid_h - height - top), mode="replicate")[:, :, None]
