@@ -79,8 +79,9 @@ def describe(record: dict) -> str:
         found = record["facts"].get("psf_seconds")
         parts.append(f"psf {width}x{height}" + (f" found in {found[0]:.2f}s" if found else ""))
     for key, label in (("weight_seconds", "weight search"), ("solve_seconds", "solve")):
-        if key in record["facts"]:
-            parts.append(f"{label} {record['facts'][key]:.2f}s")
+        if key in record["facts"]:  # one number (tv) or one per image (deblur)
+            seconds = record["facts"][key]
+            parts.append(f"{label} {seconds[0] if isinstance(seconds, list) else seconds:.2f}s")
     for tag in ("in", "out"):
         if record.get(f"ssim_{tag}") is not None:
             value = record[f"psnr_{tag}"]

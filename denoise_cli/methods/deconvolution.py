@@ -19,6 +19,7 @@ input smoothed by a Gaussian of 1 pixel, |grad G| in 8-bit levels per pixel: TV 
 from __future__ import annotations
 
 import math
+import time
 from typing import Optional
 
 import torch
@@ -29,6 +30,7 @@ from .base import ProgressCallback
 from .noise_level import PATCH, estimate_noise
 from .operators import laplacian_symbol, periodic_divergence, periodic_gradient
 from .psf import check_fits, transfer_function
+from .sure import sure_parameter, sure_tiles
 
 REGULARIZERS = ("tv", "adaptive")
 #: The adaptive TV's gradient scale: one 8-bit level.
@@ -38,18 +40,30 @@ ADAPTIVE_SCALE = 1 / 255
 #: iterations on average at the converged PSNR (34.59 dB), plain ADMM (1.0) after 99. A larger penalty (200 lambda)
 #: stops sooner but short of the solution: the steps get small before the iterate is there (tests/test_deblur.py).
 PENALTY_PER_WEIGHT, RELAXATION = 75.0, 1.8
-#: ``--weight auto``: lambda = sqrt(C) * AUTO_WEIGHT_NOISE * sigma_hat^2 + AUTO_WEIGHT_FLOOR per image (sqrt(C):
-#: coupled colour, as in ``tv``). Quadratic in sigma as the MAP weight of a Laplacian gradient prior is (lambda =
-#: sigma^2 / b), with a floor for what remains at low noise (the PSF's and the capture's own errors). The floor comes
-#: from the Levin set (real gray captures, sigma ~0.3/255: within 0.1 dB over 2e-4 to 5e-4; at 1.25e-4 the mean fell
-#: 0.22 dB and 2 of 32 images fell behind Levin 2007). The noise coefficient is benchmarks/calibrate_deblur_weight.py's
-#: choice on Kodak 1-12 with synthetic blur and noise: 4.25 falls short of each case's best weight by 0.173 dB on
-#: average (worst case 0.61) where the earlier 5.0 (fitted on Kodak 1, 4, 7, 10) fell short by 0.215 (0.71). The best
-#: weight of single photos spreads over 0.25-1.6x the rule (texture wants less), so no fixed rule holds every photo
-#: within 0.3 dB; a per-image predicted-risk SURE search was tried and picked worse on smooth photos (up to 1.6 dB).
+#: ``--weight auto``, first the rule: lambda = sqrt(C) * AUTO_WEIGHT_NOISE * sigma_hat^2 + AUTO_WEIGHT_FLOOR per image
+#: (sqrt(C): coupled colour, as in ``tv``). Quadratic in sigma as the MAP weight of a Laplacian gradient prior is
+#: (lambda = sigma^2 / b), with a floor for what remains at low noise (the PSF's and the capture's own errors). The
+#: floor comes from the Levin set (real gray captures, sigma ~0.3/255: within 0.1 dB over 2e-4 to 5e-4; at 1.25e-4
+#: the mean fell 0.22 dB and 2 of 32 images fell behind Levin 2007). The noise coefficient is
+#: benchmarks/calibrate_deblur_weight.py's choice on Kodak 1-12 with synthetic blur and noise: 4.25 falls short of
+#: each case's best weight by 0.173 dB on average (worst case 0.61) where the earlier 5.0 fell short by 0.215 (0.71).
+#: The best weight of single photos spreads over 0.25-1.6x the rule (texture wants less): no fixed rule holds every
+#: photo within 0.3 dB, hence the search below.
 AUTO_WEIGHT_NOISE, AUTO_WEIGHT_FLOOR = 4.25, 2e-4
-#: Convergence is checked every this many iterations: the RMS change of u per iteration since the last check.
-CHECK_EVERY = 10
+#: Then, where sigma_hat is at least SURE_MIN_SIGMA, lambda is the one of least Monte-Carlo SURE of the reblurred
+#: estimate M (k * u) (the predicted risk, :mod:`.sure`) in [SURE_LOW, 1] x the rule, searched from SURE_START x the
+#: rule to SURE_REL_TOL on up to 2 x 2 windows of SURE_WINDOW^2 pixels (at least twice the PSF's size; each with its own
+#: unknown boundary), solved at the default tol. The search only lowers the rule: predicted risk does not see errors in
+#: the blur's near-null space and, free to raise it, picked weights up to 2.8x too large on smooth photos (1.65 dB
+#: lost). Below SURE_MIN_SIGMA (0.6 of an 8-bit level, twice the rounding's own 0.29) the noise is not SURE's Gaussian
+#: and the capture's own errors dominate (the Levin set): the rule stands. On Kodak 1-12 (the cases of the calibration)
+#: the search falls short of each case's best weight by 0.063 dB on average, 3 of 72 cases over 0.3 dB (the rule alone:
+#: 0.168, 16; the 3 want more than the rule), in 1.9 s on average (7.0 s at most, low noise) on a 2-core CPU (a
+#: five-point grid on one centred 128^2 window, the same work: 0.065, 3); held out: benchmarks/deblur_quality.py.
+SURE_LOW, SURE_START, SURE_REL_TOL, SURE_WINDOW, SURE_MIN_SIGMA = 0.25, 0.7, 0.05, 64, 0.6 / 255
+#: Convergence is checked every this many iterations: the RMS change of u per iteration since the last check. The
+#: defaults: stop when it is under TOL ([0, 1] units), or after MAX_ITER iterations.
+CHECK_EVERY, TOL, MAX_ITER = 10, 1e-4, 300
 #: Large images are solved in tiles of this many pixels a side, each on a window this many PSF sizes (and at least
 #: TILE_MARGIN_MIN pixels) wider on each side: the difference to a whole-image solve stays far below one 8-bit level
 #: (tests/test_deblur.py). 384 was the fastest per pixel of 256-640 on a 2-core CPU (a tile's arrays stay in cache;
@@ -57,30 +71,36 @@ CHECK_EVERY = 10
 TILE_CORE, TILE_MARGIN_PSFS, TILE_MARGIN_MIN = 384, 2, 16
 
 
-def tv_deconvolve(x: torch.Tensor, psf: torch.Tensor, weight="auto", regularizer: str = "tv", max_iter: int = 300,
-                  tol: float = 1e-4, progress: Optional[ProgressCallback] = None) -> tuple[torch.Tensor, dict]:
+def tv_deconvolve(x: torch.Tensor, psf: torch.Tensor, weight="auto", regularizer: str = "tv",
+                  max_iter: int = MAX_ITER, tol: float = TOL, progress: Optional[ProgressCallback] = None,
+                  search: bool = True) -> tuple[torch.Tensor, dict]:
     """Deblur each image of a batch (N, C, H, W) in [0, 1] blurred by ``psf`` (h, w), normalised (:mod:`.psf`).
 
-    weight: lambda (a number or ``"auto"``: from the estimated noise level, see :func:`auto_weight`).
+    weight: lambda (a number or ``"auto"``: from the estimated noise level, see :func:`sure_weight`; with
+    ``search=False`` the rule alone, for an estimated PSF: SURE trusts the blur model, and a kernel's errors are not
+    noise).
     tol: stop when the RMS change of u per iteration (over the last CHECK_EVERY) is below ``tol`` ([0, 1] units);
-    ``max_iter`` caps the iterations. Returns the batch (same shape) and facts: weight, sigma (when auto),
-    iterations, change (the last RMS change per iteration), converged.
+    ``max_iter`` caps the iterations. Returns the batch (same shape) and facts: weight, sigma and weight_seconds
+    (when auto: the time the weight search took), iterations, change (the last RMS change per iteration), converged.
     """
     if regularizer not in REGULARIZERS:
         raise ValueError(f"regularizer must be one of {REGULARIZERS}, got {regularizer!r}")
     n, channels, height, width = x.shape
     check_fits(psf, height, width)
+    psf = psf.to(x.device, torch.float32)
     facts: dict = {"weight": [], "iterations": [], "change": []}
     if weight == "auto":
         sigma = deblur_noise_level(x)
-        weights = [auto_weight(s, channels) for s in sigma.tolist()]
-        facts["sigma"] = sigma.tolist()
+        weights, facts["sigma"], facts["weight_seconds"] = [], sigma.tolist(), []
+        for image, noise in zip(x.float(), facts["sigma"]):
+            started = time.perf_counter()
+            weights.append(sure_weight(image, psf, noise, regularizer) if search else auto_weight(noise, channels))
+            facts["weight_seconds"].append(round(time.perf_counter() - started, 3))
     else:
         weights = [float(weight)] * n
     outputs = []
     for image, lam in zip(x.float(), weights):
-        u, iterations, change = _tiled(image, psf.to(x.device, torch.float32), lam, regularizer, max_iter, tol,
-                                       progress)
+        u, iterations, change = _tiled(image, psf, lam, regularizer, max_iter, tol, progress)
         outputs.append(u)
         facts["weight"].append(lam)
         facts["iterations"].append(iterations)
@@ -93,6 +113,21 @@ def auto_weight(sigma: float, channels: int, noise_coefficient: float = AUTO_WEI
     """The calibrated lambda for noise ``sigma`` ([0, 1] units) and ``channels`` coupled channels; the calibration
     (benchmarks/calibrate_deblur_weight.py) passes other ``noise_coefficient`` values to compare them."""
     return math.sqrt(channels) * noise_coefficient * sigma ** 2 + AUTO_WEIGHT_FLOOR
+
+
+def sure_weight(image: torch.Tensor, psf: torch.Tensor, sigma: float, regularizer: str = "tv") -> float:
+    """``--weight auto`` for one blurred image (C, H, W) in [0, 1] with noise ``sigma`` ([0, 1] units): the rule of
+    :func:`auto_weight`, lowered where Monte-Carlo SURE finds less risk (see SURE_LOW and the constants after it)."""
+    rule = auto_weight(sigma, image.shape[0])
+    if sigma < SURE_MIN_SIGMA:
+        return rule
+
+    def reblurred(batch: torch.Tensor, lam: float) -> torch.Tensor:
+        u, frame, _, _ = _admm(batch, psf, lam, regularizer, MAX_ITER, TOL, None)
+        return torch.fft.irfft2(transfer_function(psf, *u.shape[-2:]) * torch.fft.rfft2(u), s=u.shape[-2:])[frame]
+
+    windows = sure_tiles(image.float(), max(SURE_WINDOW, 2 * max(psf.shape)))
+    return sure_parameter(reblurred, windows, sigma, SURE_LOW * rule, rule, SURE_START * rule, SURE_REL_TOL)
 
 
 def deblur_noise_level(x: torch.Tensor) -> torch.Tensor:
@@ -137,16 +172,16 @@ def _tiled(f: torch.Tensor, psf: torch.Tensor, lam: float, regularizer: str, max
     margin = max(TILE_MARGIN_MIN, TILE_MARGIN_PSFS * max(psf.shape))
     rows, cols = tiles(f.shape[1], TILE_CORE, margin), tiles(f.shape[2], TILE_CORE, margin)
     if len(rows) * len(cols) == 1:
-        u, iterations, change = _admm(f[None], psf, lam, regularizer, max_iter, tol, progress)
-        return u[0], iterations, change
+        u, frame, iterations, change = _admm(f[None], psf, lam, regularizer, max_iter, tol, progress)
+        return u[frame][0].clone(), iterations, change
     u = torch.empty_like(f)
     iterations, change, done = 0, 0.0, 0
     for top, bottom, core_top, core_bottom in rows:
         for left, right, core_left, core_right in cols:
-            window, tile_iterations, tile_change = _admm(f[None, :, top:bottom, left:right], psf, lam, regularizer,
-                                                         max_iter, tol, None)
-            u[:, core_top:core_bottom, core_left:core_right] = window[0, :, core_top - top:core_bottom - top,
-                                                                      core_left - left:core_right - left]
+            window, frame, tile_iterations, tile_change = _admm(f[None, :, top:bottom, left:right], psf, lam,
+                                                                regularizer, max_iter, tol, None)
+            u[:, core_top:core_bottom, core_left:core_right] = window[frame][0, :, core_top - top:core_bottom - top,
+                                                                             core_left - left:core_right - left]
             iterations, change = max(iterations, tile_iterations), max(change, tile_change)
             done += 1
             if progress is not None:
@@ -155,9 +190,10 @@ def _tiled(f: torch.Tensor, psf: torch.Tensor, lam: float, regularizer: str, max
 
 
 def _admm(f: torch.Tensor, psf: torch.Tensor, lam: float, regularizer: str, max_iter: int, tol: float,
-          progress: Optional[ProgressCallback]) -> tuple[torch.Tensor, int, float]:
+          progress: Optional[ProgressCallback]) -> tuple[torch.Tensor, tuple, int, float]:
     """A batch (N, C, H, W) with one PSF and weight: ADMM of the module docstring, all N stopped together (the RMS
-    change is over the batch). Returns (u on the frame, (N, C, H, W), iterations, last change)."""
+    change is over the batch). Returns (u on the working grid (N, C, grid_h, grid_w), the index of the frame in it,
+    iterations, last change)."""
     height, width = f.shape[-2:]
     grid_h, top = working_size(height, psf.shape[0])
     grid_w, left = working_size(width, psf.shape[1])
@@ -205,7 +241,7 @@ def _admm(f: torch.Tensor, psf: torch.Tensor, lam: float, regularizer: str, max_
                 progress(iteration, max_iter, {"phase": "deconvolving"})
             if change <= tol:
                 break
-    return u[frame].clone(), iteration, change
+    return u, frame, iteration, change
 
 
 def _shrink(b: torch.Tensor, threshold: float, exponent: Optional[torch.Tensor]) -> torch.Tensor:

@@ -129,3 +129,19 @@ def sure_parameter(denoise: BatchDenoiser, y: torch.Tensor, sigma: float, low: f
     best, _ = parabolic_max(lambda parameter: -mc_sure(denoise, y, parameter, sigma, probe), low, high, start,
                             rel_tol)
     return best
+
+
+def sure_tiles(image: torch.Tensor, side: int) -> torch.Tensor:
+    """Up to 2 x 2 tiles of (C, H, W), side^2 (or the image's extent where it is smaller), 2 along an axis of at least
+    2 * side pixels, centred in the cells of a regular grid: (K, C, h, w)."""
+    _, height, width = image.shape
+    tile_h, tile_w = min(side, height), min(side, width)
+    rows = 2 if height >= 2 * side else 1
+    cols = 2 if width >= 2 * side else 1
+    tiles = []
+    for row in range(rows):
+        for col in range(cols):
+            top = min(max(int((row + 0.5) * height / rows) - tile_h // 2, 0), height - tile_h)
+            left = min(max(int((col + 0.5) * width / cols) - tile_w // 2, 0), width - tile_w)
+            tiles.append(image[:, top:top + tile_h, left:left + tile_w])
+    return torch.stack(tiles)

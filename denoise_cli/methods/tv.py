@@ -23,7 +23,7 @@ from .base import ProgressCallback
 from .noise_level import PATCH, estimate_noise
 from .operators import check_modes, group_dims
 from .rof import solve_rof
-from .sure import sure_parameter
+from .sure import sure_parameter, sure_tiles
 
 #: ``--weight auto`` searches lambda per image by Monte-Carlo SURE (see :func:`auto_weight`) within a factor of 2 of
 #: a rule lambda = slope * sigma_hat, slope = AUTO_WEIGHT_SLOPE[norm] * (sqrt(C) if channels are coupled else 1). With
@@ -99,23 +99,8 @@ def auto_weight(x: torch.Tensor, norm: str = "isotropic", channels: str = "coupl
             weights.append(0.0)
             continue
         low, high = SURE_BRACKET[0] * centre, SURE_BRACKET[1] * centre
-        weights.append(sure_parameter(solve, _sure_tiles(image), noise, low, high, centre, SURE_REL_TOL))
+        weights.append(sure_parameter(solve, sure_tiles(image, SURE_TILE), noise, low, high, centre, SURE_REL_TOL))
     return torch.tensor(weights, dtype=torch.float64), sigma
-
-
-def _sure_tiles(image: torch.Tensor) -> torch.Tensor:
-    """Up to 2 x 2 tiles of SURE_TILE^2 of (C, H, W), centred in the cells of a regular grid: (K, C, h, w)."""
-    _, height, width = image.shape
-    tile_h, tile_w = min(SURE_TILE, height), min(SURE_TILE, width)
-    rows = 2 if height >= 2 * SURE_TILE else 1
-    cols = 2 if width >= 2 * SURE_TILE else 1
-    tiles = []
-    for row in range(rows):
-        for col in range(cols):
-            top = min(max(int((row + 0.5) * height / rows) - tile_h // 2, 0), height - tile_h)
-            left = min(max(int((col + 0.5) * width / cols) - tile_w // 2, 0), width - tile_w)
-            tiles.append(image[:, top:top + tile_h, left:left + tile_w])
-    return torch.stack(tiles)
 
 
 def tv_denoise(x: torch.Tensor, weight: Union[float, str, torch.Tensor] = "auto", norm: str = "isotropic",
