@@ -207,8 +207,10 @@ def test_auto_weight_search_lowers_the_rule_on_texture_to_the_best_weight():
     best = max(score(multiple * rule) for multiple in (0.25, 0.35, 0.5, 0.71, 1.0))
     assert score(chosen) >= score(rule) + 0.15
     assert score(chosen) >= best - 0.1
-    _, facts = tv_deconvolve(blurred, kernel, "auto")
-    assert facts["weight"][0] == pytest.approx(chosen)
+    phases = []
+    _, facts = tv_deconvolve(blurred, kernel, "auto", progress=lambda done, steps, facts: phases.append(facts["phase"]))
+    assert facts["weight"][0] == pytest.approx(chosen) and facts["weight_seconds"][0] > 0
+    assert phases[0] == "choosing the weight" and phases[-1] == "deconvolving"
     _, facts = tv_deconvolve(blurred, kernel, "auto", search=False)  # an estimated kernel's final pass: the rule
     assert facts["weight"][0] == pytest.approx(rule)
 

@@ -30,7 +30,7 @@ from .base import ProgressCallback
 from .noise_level import PATCH, estimate_noise
 from .operators import laplacian_symbol, periodic_divergence, periodic_gradient
 from .psf import check_fits, transfer_function
-from .sure import sure_parameter, sure_tiles
+from .sure import TYPICAL_EVALUATIONS, sure_parameter, sure_tiles
 
 REGULARIZERS = ("tv", "adaptive")
 #: The adaptive TV's gradient scale: one 8-bit level.
@@ -94,7 +94,8 @@ def tv_deconvolve(x: torch.Tensor, psf: torch.Tensor, weight="auto", regularizer
         weights, facts["sigma"], facts["weight_seconds"] = [], sigma.tolist(), []
         for image, noise in zip(x.float(), facts["sigma"]):
             started = time.perf_counter()
-            weights.append(sure_weight(image, psf, noise, regularizer) if search else auto_weight(noise, channels))
+            weights.append(sure_weight(image, psf, noise, regularizer, progress) if search
+                           else auto_weight(noise, channels))
             facts["weight_seconds"].append(round(time.perf_counter() - started, 3))
     else:
         weights = [float(weight)] * n
@@ -115,15 +116,21 @@ def auto_weight(sigma: float, channels: int, noise_coefficient: float = AUTO_WEI
     return math.sqrt(channels) * noise_coefficient * sigma ** 2 + AUTO_WEIGHT_FLOOR
 
 
-def sure_weight(image: torch.Tensor, psf: torch.Tensor, sigma: float, regularizer: str = "tv") -> float:
+def sure_weight(image: torch.Tensor, psf: torch.Tensor, sigma: float, regularizer: str = "tv",
+                progress: Optional[ProgressCallback] = None) -> float:
     """``--weight auto`` for one blurred image (C, H, W) in [0, 1] with noise ``sigma`` ([0, 1] units): the rule of
-    :func:`auto_weight`, lowered where Monte-Carlo SURE finds less risk (see SURE_LOW and the constants after it)."""
+    :func:`auto_weight`, lowered where Monte-Carlo SURE finds less risk (see SURE_LOW and the constants after it).
+    ``progress`` hears of each solve of the search (phase "choosing the weight")."""
     rule = auto_weight(sigma, image.shape[0])
     if sigma < SURE_MIN_SIGMA:
         return rule
+    solves = [0]
 
     def reblurred(batch: torch.Tensor, lam: float) -> torch.Tensor:
         u, frame, _, _ = _admm(batch, psf, lam, regularizer, MAX_ITER, TOL, None)
+        solves[0] += 1
+        if progress is not None:
+            progress(min(solves[0], TYPICAL_EVALUATIONS), TYPICAL_EVALUATIONS, {"phase": "choosing the weight"})
         return torch.fft.irfft2(transfer_function(psf, *u.shape[-2:]) * torch.fft.rfft2(u), s=u.shape[-2:])[frame]
 
     windows = sure_tiles(image.float(), max(SURE_WINDOW, 2 * max(psf.shape)))

@@ -19,6 +19,8 @@ import torch
 
 #: Finite-difference step of the divergence estimate, in [0, 1] image units (a quarter of an 8-bit level).
 EPSILON = 1e-3
+#: How many evaluations :func:`parabolic_max` typically takes on a SURE curve at rel_tol 0.05 (for progress bars).
+TYPICAL_EVALUATIONS = 5
 
 BatchDenoiser = Callable[[torch.Tensor, float], torch.Tensor]  # (batch (N, C, H, W), parameter) -> same shape
 
