@@ -56,10 +56,11 @@ AUTO_WEIGHT_NOISE, AUTO_WEIGHT_FLOOR = 4.25, 2e-4
 #: unknown boundary), solved at the default tol. The search only lowers the rule: predicted risk does not see errors in
 #: the blur's near-null space and, free to raise it, picked weights up to 2.8x too large on smooth photos (1.65 dB
 #: lost). Below SURE_MIN_SIGMA (0.6 of an 8-bit level, twice the rounding's own 0.29) the noise is not SURE's Gaussian
-#: and the capture's own errors dominate (the Levin set): the rule stands. On Kodak 1-12 (the cases of the calibration)
-#: the search falls short of each case's best weight by 0.063 dB on average, 3 of 72 cases over 0.3 dB (the rule alone:
-#: 0.168, 16; the 3 want more than the rule), in 1.9 s on average (7.0 s at most, low noise) on a 2-core CPU (a
-#: five-point grid on one centred 128^2 window, the same work: 0.065, 3); held out: benchmarks/deblur_quality.py.
+#: and the capture's own errors dominate (the Levin set): the rule stands. On Kodak 1-12 (the calibration's cases,
+#: benchmarks/calibrate_deblur_weight.py) the search falls short of each case's best weight by 0.068 dB on average, 3 of
+#: 72 cases over 0.3 dB (the rule alone: 0.173, 17; the 3 want more than the rule), in 1.9 s on average (7.0 s at most,
+#: low noise) on a 2-core CPU (a five-point grid on one centred 128^2 window, the same work, chose about as well); held
+#: out: benchmarks/deblur_quality.py.
 SURE_LOW, SURE_START, SURE_REL_TOL, SURE_WINDOW, SURE_MIN_SIGMA = 0.25, 0.7, 0.05, 64, 0.6 / 255
 #: Convergence is checked every this many iterations: the RMS change of u per iteration since the last check. The
 #: defaults: stop when it is under TOL ([0, 1] units), or after MAX_ITER iterations.
