@@ -34,13 +34,12 @@ from .sure import TYPICAL_EVALUATIONS, sure_parameter, sure_tiles
 #: is why a fixed slope loses up to 0.8 dB and the search is needed; the bracket [0.5, 2] x rule holds every case.
 #: Anisotropic TV is about 4/pi times isotropic TV for gradients of uniformly spread directions.
 AUTO_WEIGHT_SLOPE = {"isotropic": 1.145 / math.sqrt(3), "anisotropic": 1.145 / math.sqrt(3) * math.pi / 4}
-#: The SURE search (:func:`sure.parabolic_max` from the rule): its bracket around the rule, its resolution, the
-#: solver tolerance of its solves, and the tiles of a large image it looks at (up to 2 x 2 tiles of this side,
-#: spread over the image). SURE's divergence term is sensitive to how far
-#: the solves are from converged: 2.1e-3 stops them where 3e-3 did under the old, sqrt(2)-looser certificate, which
-#: is what the search was checked with (3e-3 under the new one picked lambda 15 % lower and lost 0.3 dB more on the
-#: clipped test image; the old 5e-3 saved a third of the search's iterations and chose as well on Kodak 1-12, but
-#: 0.15 dB worse on the retina test crop).
+#: The SURE search (:func:`sure.parabolic_max` from the rule): its bracket around the rule, its resolution, the solver
+#: tolerance of its solves, and the tiles of a large image it looks at (up to 2 x 2 tiles of this side, spread over the
+#: image). SURE's divergence term is sensitive to how far the solves are from converged: 2.1e-3 stops them where 3e-3
+#: did under the old, sqrt(2)-looser certificate, which is what the search was checked with (3e-3 under the new one
+#: picked lambda 15 % lower and lost 0.3 dB more on the clipped test image; the old 5e-3 saved a third of the search's
+#: iterations and chose as well on Kodak 1-12, but 0.15 dB worse on the retina test crop).
 SURE_BRACKET = (0.5, 2.0)
 SURE_REL_TOL = 0.05
 SURE_SOLVER_TOL = 2.1e-3
