@@ -10,8 +10,8 @@ the table gives how far the rule falls short of each case's best weight: the mea
 cases are more than 0.3 dB short. The floor stays as it is: it sets the weight at low noise, where the Levin set
 of real captures fixes it (lower floors lose there, see the constant's comment). The chosen a is the one with the
 lowest mean shortfall among those whose worst case is no worse than the package's rule. The last line gives the
-same figures for the package's whole ``--weight auto`` (the rule lowered by its SURE search, solved at the weight it
-picks, against the same curves).
+same figures for the package's whole ``--weight auto`` (tv_deconvolve at "auto": the rule lowered by its SURE
+search, against the same curves).
 
     python benchmarks/calibrate_deblur_weight.py [--kodak FOLDER] [--images 1-12]
 """
@@ -25,8 +25,7 @@ import numpy as np
 
 from common import DEFAULT_KODAK, blur_valid, kodak_paths, load_crop, noisy, parse_numbers, print_table
 from denoise_cli.core.metrics import psnr
-from denoise_cli.methods.deconvolution import (AUTO_WEIGHT_NOISE, auto_weight, deblur_noise_level, sure_weight,
-                                                tv_deconvolve)
+from denoise_cli.methods.deconvolution import AUTO_WEIGHT_NOISE, auto_weight, deblur_noise_level, tv_deconvolve
 from denoise_cli.methods.psf import parse_psf
 
 BLURS = ("gaussian:1.6", "motion:9,30")
@@ -65,8 +64,7 @@ def main() -> None:
                 weights = [multiple * auto_weight(sigma_hat, observed.shape[1]) for multiple in MULTIPLES]
                 scores = [float(psnr(tv_deconvolve(observed, psf, weight)[0], sharp)[0]) for weight in weights]
                 cases.append((sigma_hat, observed.shape[1], weights, scores))
-                auto = sure_weight(observed[0], psf.float(), sigma_hat)
-                searched.append(max(scores) - float(psnr(tv_deconvolve(observed, psf, auto)[0], sharp)[0]))
+                searched.append(max(scores) - float(psnr(tv_deconvolve(observed, psf, "auto")[0], sharp)[0]))
         print(f"kodim{number:02d} done ({time.perf_counter() - started:.0f} s)", flush=True)
 
     def shortfalls(a: float) -> np.ndarray:
