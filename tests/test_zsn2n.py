@@ -75,13 +75,19 @@ def _noisy_blocks(seed=0):
 @pytest.mark.parametrize("exact", [False, True])
 def test_a_short_fit_lowers_the_loss_and_raises_psnr(exact):
     clean, noisy = _noisy_blocks()
-    losses = []
-    out, facts = zsn2n_denoise(noisy, iterations=300, learning_rate=3e-3, seed=1, exact=exact,
-                               progress=lambda step, total, info: losses.append(info["loss"]))
+    losses, phases = [], []
+
+    def record(step, total, info):
+        phases.append(info["phase"])
+        if info["phase"] == "fitting":
+            losses.append(info["loss"])
+
+    out, facts = zsn2n_denoise(noisy, iterations=300, learning_rate=3e-3, seed=1, exact=exact, progress=record)
     assert out.shape == noisy.shape
     assert min(losses[-5:]) < losses[0]
     assert float(psnr(out, clean)) > float(psnr(noisy.clamp(0, 1), clean)) + 3
-    assert facts["mode"] == ("exact" if exact else "fast")
+    assert facts["mode"] == ("exact" if exact else "fast+refine")
+    assert phases[-1] == ("fitting" if exact else "refining")
 
 
 def test_the_fit_is_deterministic_with_a_seed():

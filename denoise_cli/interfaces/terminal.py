@@ -68,9 +68,13 @@ def describe(record: dict) -> str:
     for key, label in (("iterations", "iterations"), ("sigma_estimate", "sigma (0-255)"), ("weight", "weight")):
         if isinstance(record.get(key), (int, float)):
             parts.append(f"{label} {record[key]:.4g}")
-    if "mode" in record["facts"]:  # zsn2n: the paper's procedure or the default, and its final pass
+    if "mode" in record["facts"]:  # zsn2n: the paper's procedure or the default, its final pass and refinement
         flips = record["facts"].get("flips", 1)
         parts.append(f"mode {record['facts']['mode']}" + (f" (mean of {flips} flipped passes)" if flips > 1 else ""))
+        if "refined" in record["facts"]:
+            share = record["facts"]["signal_share"][0]
+            parts.append(f"refine {record['facts']['refine_seconds']:.2f}s" if record["facts"]["refined"][0] else
+                         f"refinement left out: the noise grows with the signal (share {share:.2f})")
     if "rmse_bound" in record["facts"]:
         tol = record["facts"].get("tol")
         parts.append(f"rmse bound {record['facts']['rmse_bound'][0]:.2g}" + (f" (tol {tol:.2g})" if tol else ""))

@@ -28,6 +28,9 @@ PATCH = 7
 MAX_PATCHES = 1 << 16
 #: Leave out patches with clipped values when at least this fraction of patches has none.
 MIN_UNCLIPPED_FRACTION = 0.5
+#: Levels (of the estimate) whose residuals fit the variance model of :func:`signal_dependent_share`: away from the
+#: clipped ends, where the noise's spread shrinks whatever its model.
+MODEL_LEVELS = (0.05, 0.95)
 #: Bisection steps for the underlying sigma: a bracket of [effective, 4 x effective] narrowed to 5e-5 of it.
 _BISECTION_STEPS = 16
 
@@ -65,6 +68,27 @@ def estimate_noise(x: torch.Tensor) -> NoiseLevel:
         effective.append(sigma)
         underlying.append(_unclipped_sigma(sigma, patch_means))
     return NoiseLevel(torch.stack(effective), torch.stack(underlying))
+
+
+def signal_dependent_share(noisy: torch.Tensor, estimate: torch.Tensor) -> torch.Tensor:
+    """How much of the noise variance grows with the signal, per image of (N, C, H, W): the squared residual
+    (noisy - estimate)^2 of every sample is fitted by least squares with the Poisson-Gaussian model a v + b in the
+    level v of the estimate there (levels within MODEL_LEVELS), and the share is a v_mean / (a v_mean + b), clamped to
+    [0, 1]: about 0 for Gaussian noise, about 1 for Poisson (photon) noise. (N,) float64; 0 where too few levels fit."""
+    shares = []
+    for image, guess in zip(noisy, estimate):
+        level = guess.flatten().double()
+        power = (image - guess).square().flatten().double()
+        keep = (level > MODEL_LEVELS[0]) & (level < MODEL_LEVELS[1])
+        if int(keep.sum()) < 2 or float(level[keep].std()) == 0:
+            shares.append(torch.zeros((), dtype=torch.float64))
+            continue
+        level, power = level[keep].cpu(), power[keep].cpu()
+        design = torch.stack([level, torch.ones_like(level)], dim=1)
+        slope, offset = torch.linalg.lstsq(design, power[:, None]).solution[:, 0]
+        growing = slope * level.mean()
+        shares.append((growing / (growing + offset).clamp_min(1e-300)).clamp(0, 1))
+    return torch.stack(shares)
 
 
 def _chosen_patches(patches: torch.Tensor) -> torch.Tensor:
