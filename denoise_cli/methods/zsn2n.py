@@ -15,7 +15,8 @@ all of x, which took two thirds of the work; and it takes FAST_ITERATIONS steps 
 three quarters of them, as in the paper's schedule), which the benchmark shows reach the paper's quality; its final
 network's estimate is the mean of the passes over the four flips of the image (FLIPS), and it is then refined by a
 non-local average of the noisy image whose matches are found on that estimate (:mod:`.guided_average`, ``refine``;
-1.3-2.5 dB on the calibration crops for about a second per 256x256 image). Large images are fitted on random crops,
+0.2-2.5 dB on the calibration crops, a few seconds per 256x256 image; README.md gives the held-out figures), unless
+the noise is mostly photon noise (MAX_SIGNAL_SHARE). Large images are fitted on random crops,
 so memory stays bounded; the final pass runs tile by tile with a 2-pixel halo, which the 5x5 receptive field makes
 exactly equal to a pass over the whole image (no seams).
 """
