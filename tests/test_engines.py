@@ -43,6 +43,7 @@ def _rows(report: Path) -> list:
         row["facts"].pop("seconds", None)
         row["facts"].pop("weight_seconds", None)
         row["facts"].pop("solve_seconds", None)
+        row["facts"].pop("refine_seconds", None)
     return rows
 
 

@@ -70,6 +70,14 @@ def test_the_result_does_not_depend_on_the_tile_size(monkeypatch):
     assert torch.allclose(whole[1:], alone, atol=1e-6)  # each image of a batch with its own sigma
 
 
+def test_progress_counts_the_tiles(monkeypatch):
+    _, noisy, guide = _textured(7, (1, 1, 40, 37))
+    monkeypatch.setattr(ga, "TILE", 16)
+    calls = []
+    ga.guided_average(noisy, guide, torch.tensor([0.1]), lambda done, total, info: calls.append((done, total, info)))
+    assert calls == [(k, 9, {"phase": "refining"}) for k in range(1, 10)]
+
+
 def test_a_flat_area_is_averaged_over_the_whole_window():
     generator = torch.Generator().manual_seed(2)
     noisy = 0.5 + 0.1 * torch.randn(1, 3, 48, 48, generator=generator)

@@ -18,8 +18,12 @@ Poisson 50) with ZS-N2N's output as the guide (benchmarks/zsn2n_benchmark.py rep
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
+
+from .base import ProgressCallback
 
 #: Side of the search area and of the compared patches (pixels), and the weight's scale h (units of sigma).
 WINDOW = 21
@@ -31,28 +35,33 @@ GUIDE_SAMPLES = 8
 TILE = 256
 
 
-def guided_average(noisy: torch.Tensor, guide: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+def guided_average(noisy: torch.Tensor, guide: torch.Tensor, sigma: torch.Tensor,
+                   progress: Optional[ProgressCallback] = None) -> torch.Tensor:
     """noisy, guide: (N, C, H, W) on one device; sigma: (N,) noise level of each image in the units of the image.
-    Returns the refined (N, C, H, W)."""
+    Returns the refined (N, C, H, W); ``progress`` hears (tiles done, tiles in all, {"phase": "refining"})."""
     out = torch.empty_like(guide)
     for index in range(noisy.shape[0]):
-        out[index:index + 1] = _refine_one(noisy[index:index + 1], guide[index:index + 1], float(sigma[index]))
+        out[index:index + 1] = _refine_one(noisy[index:index + 1], guide[index:index + 1], float(sigma[index]),
+                                           progress)
     return out
 
 
-def _refine_one(noisy: torch.Tensor, guide: torch.Tensor, sigma: float) -> torch.Tensor:
+def _refine_one(noisy: torch.Tensor, guide: torch.Tensor, sigma: float,
+                progress: Optional[ProgressCallback]) -> torch.Tensor:
     height, width = noisy.shape[-2:]
     margin = WINDOW // 2 + PATCH // 2
     mode = "reflect" if min(height, width) > margin else "replicate"
     noisy_padded = F.pad(noisy, (margin,) * 4, mode=mode)
     guide_padded = F.pad(guide, (margin,) * 4, mode=mode)
     out = torch.empty_like(guide)
-    for top in range(0, height, TILE):
-        for left in range(0, width, TILE):
-            bottom, right = min(top + TILE, height), min(left + TILE, width)
-            rows, cols = slice(top, bottom + 2 * margin), slice(left, right + 2 * margin)
-            out[..., top:bottom, left:right] = _refine_tile(noisy_padded[..., rows, cols],
-                                                             guide_padded[..., rows, cols], sigma)
+    corners = [(top, left) for top in range(0, height, TILE) for left in range(0, width, TILE)]
+    for done, (top, left) in enumerate(corners, start=1):
+        bottom, right = min(top + TILE, height), min(left + TILE, width)
+        rows, cols = slice(top, bottom + 2 * margin), slice(left, right + 2 * margin)
+        out[..., top:bottom, left:right] = _refine_tile(noisy_padded[..., rows, cols], guide_padded[..., rows, cols],
+                                                         sigma)
+        if progress is not None:
+            progress(done, len(corners), {"phase": "refining"})
     return out
 
 

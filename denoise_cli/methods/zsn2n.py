@@ -221,15 +221,11 @@ def refine_estimate(image: torch.Tensor, estimate: torch.Tensor,
     """The guided refinement of one image's (1, C, H, W) network estimate, unless its noise is mostly
     signal-dependent; returns the result and its facts (signal_share, refined, sigma, seconds)."""
     started = time.perf_counter()
-    if progress is not None:
-        progress(0, 1, {"phase": "refining"})
     share = float(signal_dependent_share(image, estimate)[0])
     sigma = estimate_noise(image).effective
     refined = share <= MAX_SIGNAL_SHARE
     if refined:
-        estimate = guided_average(image, estimate, sigma)
-    if progress is not None:
-        progress(1, 1, {"phase": "refining"})
+        estimate = guided_average(image, estimate, sigma, progress)
     facts = {"signal_share": round(share, 4), "refined": refined, "sigma": float(sigma[0]),
              "seconds": time.perf_counter() - started}
     return estimate, facts
