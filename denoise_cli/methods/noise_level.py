@@ -31,6 +31,8 @@ MIN_UNCLIPPED_FRACTION = 0.5
 #: Levels (of the estimate) whose residuals fit the variance model of :func:`signal_dependent_share`: away from the
 #: clipped ends, where the noise's spread shrinks whatever its model.
 MODEL_LEVELS = (0.05, 0.95)
+#: The most samples that fit it per image (a regular subsample beyond that).
+MAX_MODEL_SAMPLES = 1 << 20
 #: Bisection steps for the underlying sigma: a bracket of [effective, 4 x effective] narrowed to 5e-5 of it.
 _BISECTION_STEPS = 16
 
@@ -74,18 +76,20 @@ def signal_dependent_share(noisy: torch.Tensor, estimate: torch.Tensor) -> torch
     """How much of the noise variance grows with the signal, per image of (N, C, H, W): the squared residual
     (noisy - estimate)^2 of every sample is fitted by least squares with the Poisson-Gaussian model a v + b in the
     level v of the estimate there (levels within MODEL_LEVELS), and the share is a v_mean / (a v_mean + b), clamped to
-    [0, 1]: about 0 for Gaussian noise, about 1 for Poisson (photon) noise. (N,) float64; 0 where too few levels fit."""
+    [0, 1]: about 0 for Gaussian noise, about 1 for Poisson (photon) noise. (N,) float64; 0 where too few levels fit.
+    Up to MAX_MODEL_SAMPLES samples per image are used."""
     shares = []
     for image, guess in zip(noisy, estimate):
-        level = guess.flatten().double()
-        power = (image - guess).square().flatten().double()
+        stride = max(1, guess.numel() // MAX_MODEL_SAMPLES)  # a regular subsample of large images
+        level = guess.flatten()[::stride].cpu().double()
+        power = (image - guess).flatten()[::stride].cpu().double().square()
         keep = (level > MODEL_LEVELS[0]) & (level < MODEL_LEVELS[1])
-        if int(keep.sum()) < 2 or float(level[keep].std()) == 0:
+        level, power = level[keep], power[keep]
+        if level.numel() < 2 or float(level.var()) == 0:
             shares.append(torch.zeros((), dtype=torch.float64))
             continue
-        level, power = level[keep].cpu(), power[keep].cpu()
-        design = torch.stack([level, torch.ones_like(level)], dim=1)
-        slope, offset = torch.linalg.lstsq(design, power[:, None]).solution[:, 0]
+        slope = ((level - level.mean()) * (power - power.mean())).mean() / (level - level.mean()).square().mean()
+        offset = power.mean() - slope * level.mean()  # the least-squares line power = slope level + offset
         growing = slope * level.mean()
         shares.append((growing / (growing + offset).clamp_min(1e-300)).clamp(0, 1))
     return torch.stack(shares)
