@@ -23,7 +23,7 @@ COMMON = "common"
 def builtin_config() -> dict:
     """The config.json shipped with the package (the top-level config.json of the source tree)."""
     text = resources.files("denoise_cli").joinpath("config.json").read_text(encoding="utf-8")
-    return json.loads(text)
+    return json.loads(text, object_pairs_hook=_unique_keys)
 
 
 def read_config_file(path: str) -> dict:
@@ -32,12 +32,28 @@ def read_config_file(path: str) -> dict:
     except OSError as exc:
         raise UsageError(f"config {path}: cannot read ({exc.strerror or exc})") from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise UsageError(f"config {path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except DuplicateKey as exc:
+        raise UsageError(f"config {path}: {exc}") from None
     if not isinstance(data, dict):
         raise UsageError(f"config {path}: expected a JSON object of sections")
     return data
+
+
+class DuplicateKey(ValueError):
+    """A JSON object names a key twice (json keeps the last silently; a config file must not)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    """json's object_pairs_hook: the object as a dict, or DuplicateKey."""
+    seen: dict = {}
+    for key, value in pairs:
+        if key in seen:
+            raise DuplicateKey(f"key {key!r} appears twice in one section")
+        seen[key] = value
+    return seen
 
 
 @dataclass
