@@ -172,6 +172,15 @@ def test_the_averaged_certificate_is_tighter_than_the_plain_duality_gap(retina):
     assert facts["gap"][0] * f.numel() < 0.5 * plain
 
 
+def test_tolerance_zero_runs_every_iteration_and_reports_progress(retina):
+    """--tol 0 asks for no bound at all: the solver runs max_iter iterations, its progress counts them."""
+    shown = []
+    u, facts = tv_denoise(_to_tensor(noisy_copy(retina[:48, :48], 25, seed=2)), weight=0.1, tol=0, max_iter=30,
+                          check_every=10, progress=lambda done, total, info: shown.append(done))
+    assert facts["iterations"] == 30 and not facts["converged"]
+    assert shown == sorted(shown) and shown[:2] == [33, 66]
+
+
 @pytest.mark.parametrize("norm,channels", MODES)
 def test_denoising_lowers_total_variation(retina, norm, channels):
     x = _to_tensor(noisy_copy(retina, 25))

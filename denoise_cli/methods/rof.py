@@ -107,7 +107,8 @@ def solve_rof(f: torch.Tensor, lam: torch.Tensor, dims: tuple, max_iter: int, to
             worst = float(bound.max())
             if progress is not None:
                 first_bound = first_bound or worst
-                shown = max(shown, _percent_certified(first_bound, worst, tol))
+                shown = max(shown, _percent_certified(first_bound, worst, tol) if tol > 0 else
+                            min(99, 100 * iteration // max_iter))  # tol 0: no bound to reach, max_iter iterations
                 progress(shown, 100, {"phase": "solving", "rmse_bound": worst})
             if worst <= tol or iteration == max_iter:
                 for image in midpoint.nonzero().flatten().tolist():  # in place: no new image in memory
@@ -189,7 +190,7 @@ def _rmse_bound(squared_error: torch.Tensor, values_per_image: int) -> torch.Ten
 
 
 def _percent_certified(first: float, bound: float, tol: float) -> int:
-    """How far the certified bound has come from its first value toward ``tol``, on a log scale, in percent."""
+    """How far the certified bound has come from its first value toward ``tol`` (> 0), on a log scale, in percent."""
     if bound <= tol:
         return 100
     if first <= tol or bound >= first:
