@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -47,6 +48,19 @@ def run_subprocess(*args: str, stdin: bytes | None = None, **kwargs) -> subproce
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.run([sys.executable, "-m", "denoise_cli", *map(str, args)], input=stdin,
                           capture_output=True, env=env, **kwargs)
+
+
+def stderr_when_done(process: subprocess.Popen, timeout: float) -> str:
+    """The stderr of ``process`` once it ends; past ``timeout`` seconds it is killed, with its process group when it
+    leads one (workers left running would slow every later test), and the test fails."""
+    try:
+        return process.communicate(timeout=timeout)[1].decode()
+    except subprocess.TimeoutExpired:
+        if os.getpgid(process.pid) == process.pid:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.kill()
+        stderr = process.communicate()[1]
+        raise AssertionError(f"still running after {timeout} s; stderr: {stderr.decode()!r}") from None
 
 
 def noisy_copy(clean: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:

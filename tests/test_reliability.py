@@ -23,7 +23,7 @@ from denoise_cli.core import imageio
 from denoise_cli.core.errors import plain_reason
 from denoise_cli.methods.tv import tv_denoise
 
-from .conftest import noisy_copy, run_cli, save
+from .conftest import noisy_copy, run_cli, save, stderr_when_done
 
 DENOISE = os.path.join(os.path.dirname(sys.executable), "denoise")
 
@@ -121,9 +121,9 @@ def test_ctrl_c_while_torch_loads_is_one_line_and_exit_130(tmp_path):
     process = subprocess.Popen([DENOISE, "tv", str(tmp_path / "x.png")], stderr=subprocess.PIPE)
     time.sleep(0.25)
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr.decode()
-    assert stderr.decode().strip() == "denoise: interrupted"
+    stderr = stderr_when_done(process, 60)
+    assert process.returncode == 130, stderr
+    assert stderr.strip() == "denoise: interrupted"
 
 
 def test_os_errors_read_in_plain_words_and_keep_the_class_name_for_debugging(monkeypatch):

@@ -15,7 +15,7 @@ from denoise_cli.methods import METHODS
 from denoise_cli.batch.jobs import plan_jobs
 from denoise_cli.batch.runner import RunOptions, run_batch
 
-from .conftest import SAMPLES, noisy_copy, run_cli, run_subprocess, save
+from .conftest import SAMPLES, noisy_copy, run_cli, run_subprocess, save, stderr_when_done
 
 
 def _tree(root: Path, retina: np.ndarray, grass: np.ndarray) -> list:
@@ -154,9 +154,9 @@ def test_ctrl_c_leaves_no_partial_file_and_a_rerun_finishes(tmp_path, retina, gr
     assert (out / "a.png").exists(), process.communicate()[1].decode()
     time.sleep(0.5)
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr.decode()
-    assert b"interrupted" in stderr and b"Traceback" not in stderr
+    stderr = stderr_when_done(process, 60)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
     assert sorted(p.name for p in out.iterdir()) == ["a.png"]  # no partial b.png, no temporary file
     summary = json.loads(report.read_text())["summary"]
     assert summary["interrupted"] is True and summary["not_processed"] == [str(tmp_path / "in" / "b.png")]

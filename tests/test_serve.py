@@ -21,7 +21,7 @@ from denoise_cli.interfaces.config import load_defaults
 from denoise_cli.interfaces.serve.app import create_app
 
 from .bad_inputs import _png_claiming
-from .conftest import SAMPLES, run_cli
+from .conftest import SAMPLES, run_cli, stderr_when_done
 
 DENOISE = os.path.join(os.path.dirname(sys.executable), "denoise")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -189,7 +189,7 @@ class _Server:
 
     def stop(self) -> str:
         self.process.send_signal(signal.SIGINT)
-        return self.process.communicate(timeout=30)[1].decode()
+        return stderr_when_done(self.process, 30)
 
 
 def test_serve_starts_quickly_and_ctrl_c_removes_its_folder(tmp_path):
