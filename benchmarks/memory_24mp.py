@@ -50,17 +50,19 @@ def main() -> None:
             peak_kib = int(subprocess.run([sys.executable, "-c", PEAK_OF_CHILD, *argv], check=True,
                                           capture_output=True, text=True).stdout)
             rows.append([" ".join(command), "6000x4000 RGB 8-bit", f"{peak_kib / 2**20:.2f} GiB",
-                         time.perf_counter() - started, _refinement(json.loads(report.read_text()))])
+                         time.perf_counter() - started, _finish(json.loads(report.read_text()))])
             print(rows[-1], flush=True)
-    print_table(["command", "image", "peak RSS", "seconds", "zsn2n refinement"], rows)
+    print_table(["command", "image", "peak RSS", "seconds", "zsn2n finish"], rows)
 
 
-def _refinement(report: dict) -> str:
-    """Whether zsn2n's refinement ran (memory counts it only then: too few steps can leave it out) and its time."""
+def _finish(report: dict) -> str:
+    """Which of zsn2n's finishing steps ran (memory counts the refinement only where it ran: too few steps can leave
+    it out) and their time."""
     facts = report["images"][0]["facts"]
-    if "refined" not in facts:
+    if "finish_seconds" not in facts:
         return ""
-    return f"{facts['refine_seconds']:.1f} s" if facts["refined"][0] else f"left out (share {facts['signal_share'][0]})"
+    steps = [name for name in ("refined", "unclipped") if facts[name][0]]
+    return f"{facts['finish_seconds']:.1f} s ({', '.join(steps) or 'neither step'}; share {facts['signal_share'][0]})"
 
 
 if __name__ == "__main__":

@@ -160,9 +160,11 @@ def test_verbose_shows_the_device(tmp_path, grass):
     assert "on cpu" in result.stderr and "iterations 3" in result.stderr
 
 
-@pytest.mark.parametrize("extra, mode", [([], "mode fast+refine (mean of 4 flipped passes), refine"),
-                                         (["--no-refine"], "mode fast (mean of 4 flipped passes)\n"),
-                                         (["--exact"], "mode exact\n")])
+@pytest.mark.parametrize("extra, mode", [
+    ([], "mode fast+refine+unclip (mean of 4 flipped passes), finish "),
+    (["--no-refine"], "mode fast+unclip (mean of 4 flipped passes), finish "),
+    (["--no-refine", "--no-unclip"], "mode fast (mean of 4 flipped passes)\n"),
+    (["--exact"], "mode exact\n")])
 def test_verbose_says_which_zsn2n_mode_ran(tmp_path, grass, extra, mode):
     source = save(tmp_path / "g.png", grass)
     result = run_cli("zsn2n", source, "-o", tmp_path / "o.png", "-v", "--iterations", "2", "--seed", "1", *extra)

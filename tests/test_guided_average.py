@@ -10,8 +10,8 @@ from denoise_cli.core.imageio import as_stored
 from denoise_cli.core.metrics import psnr
 from denoise_cli.core.noise import add_noise, parse_noise
 from denoise_cli.methods import guided_average as ga
-from denoise_cli.methods.noise_level import estimate_noise, signal_dependent_share
-from denoise_cli.methods.zsn2n import refine_estimate, zsn2n_denoise
+from denoise_cli.methods.noise_level import estimate_noise, fit_noise_variance
+from denoise_cli.methods.zsn2n import MAX_SIGNAL_SHARE, finish_estimate, zsn2n_denoise
 
 from .conftest import SAMPLES
 
@@ -106,23 +106,29 @@ def test_a_noiseless_guide_with_zero_sigma_keeps_finite_values():
     assert torch.isfinite(ga.guided_average(noisy, guide, torch.tensor([0.0]))).all()
 
 
-@pytest.mark.parametrize("settings, mode, refined", [({}, "fast+refine", True), ({"refine": False}, "fast", False),
-                                                     ({"exact": True}, "exact", False)])
-def test_zsn2n_refines_by_default_and_reports_it(settings, mode, refined):
+@pytest.mark.parametrize("settings, mode", [({}, "fast+refine+unclip"), ({"refine": False}, "fast+unclip"),
+                                            ({"unclip": False}, "fast+refine"),
+                                            ({"refine": False, "unclip": False}, "fast"), ({"exact": True}, "exact")])
+def test_zsn2n_finishes_by_default_and_reports_it(settings, mode):
     _, noisy, _ = _textured(6, (1, 3, 24, 24))
-    _, facts = zsn2n_denoise(noisy, iterations=4, seed=1, **settings)
+    _, facts = zsn2n_denoise(noisy.clamp(0, 1), iterations=4, seed=1, **settings)  # clipped, as a file stores it
     assert facts["mode"] == mode
-    assert ("sigma" in facts and "refine_seconds" in facts) == refined
+    finished = mode not in ("fast", "exact")
+    assert ("sigma" in facts and "finish_seconds" in facts) == finished
+    if finished:  # the refinement runs where asked and the noise is not mostly photon noise
+        gaussian = facts["signal_share"][0] <= MAX_SIGNAL_SHARE
+        assert facts["refined"] == ["+refine" in mode and gaussian]
+        assert facts["unclipped"] == ["+unclip" in mode]
 
 
 def test_the_default_is_the_network_estimate_refined():
     _, noisy, _ = _textured(8, (1, 3, 30, 26))
     plain, _ = zsn2n_denoise(noisy, iterations=5, seed=3, refine=False)
     default, facts = zsn2n_denoise(noisy, iterations=5, seed=3)
-    refined, refinement = refine_estimate(noisy, plain)
-    assert torch.equal(default, refined)  # benchmarks/zsn2n_benchmark.py relies on it
-    assert facts["sigma"] == [refinement["sigma"]] == [float(estimate_noise(noisy).effective[0])]
-    assert facts["refined"] == [refinement["refined"]] and facts["signal_share"] == [refinement["signal_share"]]
+    finished, finish = finish_estimate(noisy, plain)
+    assert torch.equal(default, finished)  # benchmarks/zsn2n_benchmark.py relies on it
+    assert facts["sigma"] == [finish["sigma"]] == [float(estimate_noise(noisy).effective[0])]
+    assert facts["refined"] == [finish["refined"]] and facts["signal_share"] == [finish["signal_share"]]
 
 
 def _photo(samples: np.ndarray) -> torch.Tensor:
@@ -133,10 +139,10 @@ def _photo(samples: np.ndarray) -> torch.Tensor:
 def test_photon_noise_is_told_from_gaussian_noise_and_left_unrefined(noise):
     clean = _photo(np.array(Image.open(SAMPLES / "retina.png")))
     noisy = as_stored(add_noise(clean, parse_noise(noise), torch.Generator().manual_seed(9)), np.uint8)
-    share = float(signal_dependent_share(noisy, clean)[0])
+    share = fit_noise_variance(noisy, clean)[0].signal_share
     photon = noise.startswith("poisson")
     assert (share > 0.5) if photon else (share < 0.1)
-    refined, facts = refine_estimate(noisy, clean)
+    refined, facts = finish_estimate(noisy, clean, unclip=False)
     assert facts["refined"] == (not photon)
     expected = clean if photon else ga.guided_average(noisy, clean, estimate_noise(noisy).effective)
     assert torch.equal(refined, expected)

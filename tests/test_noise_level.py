@@ -4,8 +4,8 @@ import pytest
 import torch
 from PIL import Image
 
-from denoise_cli.methods.noise_level import (clipped_gaussian_moments, clipped_sigma_at_mean, estimate_noise,
-                                     estimate_sigma)
+from denoise_cli.methods.clipping import clipped_gaussian_moments, clipped_sigma_at_mean
+from denoise_cli.methods.noise_level import estimate_noise, estimate_sigma
 
 from .conftest import SAMPLES
 

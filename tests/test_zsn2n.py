@@ -86,7 +86,7 @@ def test_a_short_fit_lowers_the_loss_and_raises_psnr(exact):
     assert out.shape == noisy.shape
     assert min(losses[-5:]) < losses[0]
     assert float(psnr(out, clean)) > float(psnr(noisy.clamp(0, 1), clean)) + 3
-    assert facts["mode"] == ("exact" if exact else "fast+refine")
+    assert facts["mode"] == ("exact" if exact else "fast+refine+unclip")
     assert ("refining" in phases) == (not exact and facts["refined"] == [True])
 
 

@@ -171,16 +171,21 @@ def tv(ctx: click.Context, weight, norm, channels, max_iter, tol, **options) -> 
               help="StepLR period (steps); 'auto' is 3/4 of the steps (the paper's 1500 of 2000).")
 @click.option("--gamma", type=FiniteFloat(min=0, min_open=True), show_default=True, help="StepLR factor.")
 @click.option("--channels", type=click.IntRange(min=1), show_default=True, help="Network width.")
-@click.option("--exact", is_flag=True, help="The paper's procedure step for step (slower; no refinement).")
+@click.option("--exact", is_flag=True,
+              help="The paper's procedure step for step (slower; no refinement, no unclipping).")
 @click.option("--refine/--no-refine", show_default=True,
               help="Refine the network's estimate with a non-local average of the noisy image matched on it.")
+@click.option("--unclip/--no-unclip", show_default=True,
+              help="Undo the bias that clipping the noisy image at black and white leaves in the estimate.")
 @experiment_options
 @batch_options
 @click.pass_context
-def zsn2n(ctx: click.Context, iterations, learning_rate, step_size, gamma, channels, exact, refine, **options) -> None:
+def zsn2n(ctx: click.Context, iterations, learning_rate, step_size, gamma, channels, exact, refine, unclip,
+          **options) -> None:
     """Zero-Shot Noise2Noise: fit a tiny network on each noisy image."""
     settings = {"iterations": iterations, "learning_rate": learning_rate, "step_size": step_size, "gamma": gamma,
-                "channels": channels, "exact": exact, "refine": refine, "seed": options["seed"]}
+                "channels": channels, "exact": exact, "refine": refine, "unclip": unclip,
+                "seed": options["seed"]}
     run_method(ctx, METHODS["zsn2n"], settings, **options)
 
 

@@ -63,6 +63,15 @@ class TerminalEvents(Events):
         self.images.close()
 
 
+def describe_finish(facts: dict) -> str:
+    """zsn2n's finish of the network's estimate: which steps ran, in what time, and why the refinement did not."""
+    steps = [label for key, label in (("refined", "refine"), ("unclipped", "unclip")) if facts[key][0]]
+    text = f"finish {facts['finish_seconds']:.2f}s ({'+'.join(steps) or 'nothing to do'})"
+    if "+refine" in facts["mode"] and not facts["refined"][0]:
+        text += f", refinement left out: the noise grows with the signal (share {facts['signal_share'][0]:.2f})"
+    return text
+
+
 def describe(record: dict) -> str:
     parts = [f"{record['input']} -> {record['output']}: {record['status']}", f"{record['seconds']:.2f}s"]
     for key, label in (("iterations", "iterations"), ("sigma_estimate", "sigma (0-255)"), ("weight", "weight")):
@@ -71,10 +80,8 @@ def describe(record: dict) -> str:
     if "mode" in record["facts"]:  # zsn2n: the paper's procedure or the default, its final pass and refinement
         flips = record["facts"].get("flips", 1)
         parts.append(f"mode {record['facts']['mode']}" + (f" (mean of {flips} flipped passes)" if flips > 1 else ""))
-        if "refined" in record["facts"]:
-            share = record["facts"]["signal_share"][0]
-            parts.append(f"refine {record['facts']['refine_seconds']:.2f}s" if record["facts"]["refined"][0] else
-                         f"refinement left out: the noise grows with the signal (share {share:.2f})")
+        if "finish_seconds" in record["facts"]:
+            parts.append(describe_finish(record["facts"]))
     if "rmse_bound" in record["facts"]:
         tol = record["facts"].get("tol")
         parts.append(f"rmse bound {record['facts']['rmse_bound'][0]:.2g}" + (f" (tol {tol:.2g})" if tol else ""))

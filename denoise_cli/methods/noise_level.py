@@ -17,18 +17,19 @@ the effective reading (mean error -0.1 / -0.3 / -0.7 at sigma 15 / 25 / 50 on th
 """
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+
+from .clipping import clipped_sigma_at_mean
 
 #: Patch side, and the most patches used per image (a regular subsample beyond that, for large images).
 PATCH = 7
 MAX_PATCHES = 1 << 16
 #: Leave out patches with clipped values when at least this fraction of patches has none.
 MIN_UNCLIPPED_FRACTION = 0.5
-#: Levels (of the estimate) whose residuals fit the variance model of :func:`signal_dependent_share`: away from the
+#: Levels (of the estimate) whose residuals fit the variance model of :func:`fit_noise_variance`: away from the
 #: clipped ends, where the noise's spread shrinks whatever its model.
 MODEL_LEVELS = (0.05, 0.95)
 #: The most samples that fit it per image (a regular subsample beyond that).
@@ -72,13 +73,22 @@ def estimate_noise(x: torch.Tensor) -> NoiseLevel:
     return NoiseLevel(torch.stack(effective), torch.stack(underlying))
 
 
-def signal_dependent_share(noisy: torch.Tensor, estimate: torch.Tensor) -> torch.Tensor:
-    """How much of the noise variance grows with the signal, per image of (N, C, H, W): the squared residual
-    (noisy - estimate)^2 of every sample is fitted by least squares with the Poisson-Gaussian model a v + b in the
-    level v of the estimate there (levels within MODEL_LEVELS), and the share is a v_mean / (a v_mean + b), clamped to
-    [0, 1]: about 0 for Gaussian noise, about 1 for Poisson (photon) noise. (N,) float64; 0 where too few levels fit.
-    Up to MAX_MODEL_SAMPLES samples per image are used."""
-    shares = []
+class NoiseVariance(NamedTuple):
+    """The Poisson-Gaussian model of one image's noise: variance ``slope * v + offset`` at level v (units of the
+    image squared), and ``signal_share``, the part of the variance that grows with the signal at the mean level, in
+    [0, 1]: about 0 for Gaussian noise, about 1 for photon (Poisson) noise."""
+
+    slope: float
+    offset: float
+    signal_share: float
+
+
+def fit_noise_variance(noisy: torch.Tensor, estimate: torch.Tensor) -> list[NoiseVariance]:
+    """The noise model of each image of (N, C, H, W): the squared residual (noisy - estimate)^2 of every sample,
+    fitted by least squares with a v + b in the level v of the estimate there (levels within MODEL_LEVELS; up to
+    MAX_MODEL_SAMPLES samples per image, a regular subsample beyond). A model of slope 0, offset 0 and share 0 where
+    too few levels fit."""
+    models = []
     for image, guess in zip(noisy, estimate):
         stride = max(1, guess.numel() // MAX_MODEL_SAMPLES)  # a regular subsample of large images
         level = guess.flatten()[::stride].cpu().double()
@@ -86,13 +96,14 @@ def signal_dependent_share(noisy: torch.Tensor, estimate: torch.Tensor) -> torch
         keep = (level > MODEL_LEVELS[0]) & (level < MODEL_LEVELS[1])
         level, power = level[keep], power[keep]
         if level.numel() < 2 or float(level.var()) == 0:
-            shares.append(torch.zeros((), dtype=torch.float64))
+            models.append(NoiseVariance(0.0, 0.0, 0.0))
             continue
         slope = ((level - level.mean()) * (power - power.mean())).mean() / (level - level.mean()).square().mean()
         offset = power.mean() - slope * level.mean()  # the least-squares line power = slope level + offset
         growing = slope * level.mean()
-        shares.append((growing / (growing + offset).clamp_min(1e-300)).clamp(0, 1))
-    return torch.stack(shares)
+        share = (growing / (growing + offset).clamp_min(1e-300)).clamp(0, 1)
+        models.append(NoiseVariance(float(slope), float(offset), float(share)))
+    return models
 
 
 def _chosen_patches(patches: torch.Tensor) -> torch.Tensor:
@@ -113,32 +124,6 @@ def _pca_sigma(patches: torch.Tensor) -> torch.Tensor:
         if int((tail > tail_mean).sum()) == int((tail < tail_mean).sum()):
             break
     return tail_mean.clamp_min(0).sqrt()
-
-
-def clipped_gaussian_moments(x: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and standard deviation of clip(x + sigma * z, 0, 1), z standard normal, for each value of ``x``
-    (float64, any shape; sigma > 0)."""
-    low, high = -x / sigma, (1 - x) / sigma
-    cdf_low, cdf_high = torch.special.ndtr(low), torch.special.ndtr(high)
-    pdf_low, pdf_high = [torch.exp(-0.5 * t * t) / math.sqrt(2 * math.pi) for t in (low, high)]
-    inside, above = cdf_high - cdf_low, 1 - cdf_high
-    mean = above + x * inside + sigma * (pdf_low - pdf_high)
-    second = (above + x * x * inside + 2 * x * sigma * (pdf_low - pdf_high)
-              + sigma * sigma * (inside + low * pdf_low - high * pdf_high))
-    return mean, (second - mean * mean).clamp_min(0).sqrt()
-
-
-def clipped_sigma_at_mean(mean: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Standard deviation of clipped Gaussian noise of ``sigma`` at pixels whose expected (clipped) value is ``mean``
-    (float64, any shape), by inverting the mean over clean values from -4 sigma to 1 + 4 sigma (beyond [0, 1], so
-    that a flat 0 or 1, a blown highlight, reads as noiseless)."""
-    grid = torch.linspace(-4 * sigma, 1 + 4 * sigma, 4097, dtype=torch.float64)
-    grid_mean, grid_std = clipped_gaussian_moments(grid, sigma)  # grid_mean increases with grid
-    flat = mean.double().flatten().clamp(float(grid_mean[0]), float(grid_mean[-1]))
-    upper = torch.searchsorted(grid_mean, flat).clamp(1, grid.numel() - 1)
-    below, above = grid_mean[upper - 1], grid_mean[upper]
-    t = ((flat - below) / (above - below).clamp_min(1e-300)).clamp(0, 1)
-    return torch.lerp(grid_std[upper - 1], grid_std[upper], t).view_as(mean)
 
 
 def _unclipped_sigma(effective: torch.Tensor, patch_means: torch.Tensor) -> torch.Tensor:

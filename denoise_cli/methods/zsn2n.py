@@ -16,7 +16,8 @@ three quarters of them, as in the paper's schedule), which the benchmark shows r
 network's estimate is the mean of the passes over the four flips of the image (FLIPS), and it is then refined by a
 non-local average of the noisy image whose matches are found on that estimate (:mod:`.guided_average`, ``refine``;
 0.2-2.5 dB on the calibration crops, a few seconds per 256x256 image; README.md gives the held-out figures), unless
-the noise is mostly photon noise (MAX_SIGNAL_SHARE). Large images are fitted on random crops,
+the noise is mostly photon noise (MAX_SIGNAL_SHARE); last, the bias that the clipping of the noisy data at 0 and 1
+leaves near black and white is undone (:mod:`.clipping`, ``unclip``). Large images are fitted on random crops,
 so memory stays bounded; the final pass runs tile by tile with a 2-pixel halo, which the 5x5 receptive field makes
 exactly equal to a pass over the whole image (no seams).
 """
@@ -31,7 +32,8 @@ from torch import nn
 
 from .base import ProgressCallback
 from .guided_average import guided_average
-from .noise_level import PATCH, estimate_noise, signal_dependent_share
+from . import clipping
+from .noise_level import PATCH, estimate_noise, fit_noise_variance
 
 Steps = Union[int, str]  # a count, or "auto"
 #: The paper's schedule (its notebook): 2000 Adam steps, the learning rate halved after 1500.
@@ -54,7 +56,7 @@ RECEPTIVE_RADIUS = 2
 NO_FLIP = ((),)
 FLIPS = ((), (-1,), (-2,), (-2, -1))
 #: The refinement is left out where more than this share of the noise variance grows with the signal (photon noise,
-#: :func:`noise_level.signal_dependent_share`): on Poisson noise (peak 50) it lowered the PSNR of Kodak 1, 3 and 8 by
+#: :func:`noise_level.fit_noise_variance`): on Poisson noise (peak 50) it lowered the PSNR of Kodak 1, 3 and 8 by
 #: 0.7, 0.15 and 0.2 dB, while it raised it by 0.2-2.5 dB under Gaussian noise. Measured shares: Gaussian sigma 25 and
 #: 50 on Kodak 1, 3, 8, 12 and the samples 0-0.36; Poisson peak 10 and 50 on Kodak 1, 3, 8 and the samples 0.53-1.
 MAX_SIGNAL_SHARE = 0.45
@@ -177,57 +179,66 @@ def schedule(iterations: Steps, step_size: Steps, exact: bool) -> tuple[int, int
 
 def zsn2n_denoise(x: torch.Tensor, iterations: Steps = "auto", learning_rate: float = 1e-3,
                   step_size: Steps = "auto", gamma: float = 0.5, channels: int = 48, exact: bool = False,
-                  refine: bool = True, seed: Optional[int] = None,
+                  refine: bool = True, unclip: bool = True, seed: Optional[int] = None,
                   progress: Optional[ProgressCallback] = None) -> tuple[torch.Tensor, dict]:
     """Denoise each image of (N, C, H, W) in [0, 1] with its own freshly fitted ZS-N2N network.
 
     iterations, learning_rate, step_size, gamma: Adam and StepLR settings; "auto" steps and period give the paper's
     2000 and 1500 with ``exact`` (see ``schedule``). channels: the network width. exact: the paper's procedure step
-    for step (whole image, three passes a step, no refinement); otherwise the faster default (see the module
-    docstring). refine: the default's guided non-local average after the network (images of at least 7x7 pixels
-    whose noise is not mostly signal-dependent, see MAX_SIGNAL_SHARE). seed: makes the fit deterministic on the CPU.
-    Returns the denoised batch and facts: final_loss per image, iterations, step_size, mode ("exact", "fast" or
-    "fast+refine"), flips (passes averaged in the final pass), seconds, and with "fast+refine": signal_share and
-    refined (per image: the noise's signal-dependent share, and whether the refinement ran), sigma (the noise level
-    it used, per image, in [0, 1] units) and refine_seconds.
+    for step (whole image, three passes a step, nothing after the network); otherwise the faster default (see the
+    module docstring), whose estimate is then finished (:func:`finish_estimate`, images of at least 7x7 pixels):
+    refine, its guided non-local average (left out where the noise is mostly signal-dependent, see
+    MAX_SIGNAL_SHARE); unclip, its correction of the bias clipping leaves near 0 and 1. seed: makes the fit
+    deterministic on the CPU. Returns the denoised batch and facts: final_loss per image, iterations, step_size, mode
+    ("exact", or "fast" with "+refine" and "+unclip" as asked), flips (passes averaged in the final pass), seconds,
+    and when a finish ran: per image signal_share (the noise's signal-dependent share), refined and unclipped (whether
+    each step ran) and sigma (the noise level, in [0, 1] units); finish_seconds in all.
     """
     if x.dim() != 4:
         raise ValueError(f"expected (N, C, H, W), got shape {tuple(x.shape)}")
     iterations, step_size = schedule(iterations, step_size, exact)
     started = time.perf_counter()
     flips = NO_FLIP if exact else FLIPS
-    refine = refine and not exact and min(x.shape[-2:]) >= PATCH
-    outputs, losses, refinements = [], [], []
+    finishing = not exact and min(x.shape[-2:]) >= PATCH
+    refine, unclip = refine and finishing, unclip and finishing
+    outputs, losses, finishes = [], [], []
     for index in range(x.shape[0]):
         image = x[index:index + 1].float()
         model, loss = _fit(image, iterations, learning_rate, step_size, gamma, channels, exact, seed, progress)
         estimate = apply_denoiser(model, image, flips=flips)
-        if refine:
-            estimate, refinement = refine_estimate(image, estimate, progress)
-            refinements.append(refinement)
+        if refine or unclip:
+            estimate, finish = finish_estimate(image, estimate, progress, refine, unclip)
+            finishes.append(finish)
         outputs.append(estimate)
         losses.append(loss)
     facts = {"final_loss": losses, "iterations": iterations, "step_size": step_size,
-             "mode": "exact" if exact else "fast+refine" if refine else "fast", "flips": len(flips),
+             "mode": "exact" if exact else "fast" + "+refine" * refine + "+unclip" * unclip, "flips": len(flips),
              "seconds": round(time.perf_counter() - started, 3)}
-    if refine:
-        facts.update({key: [one[key] for one in refinements] for key in ("signal_share", "refined", "sigma")})
-        facts["refine_seconds"] = round(sum(one["seconds"] for one in refinements), 3)
+    if finishes:
+        facts.update({key: [one[key] for one in finishes] for key in ("signal_share", "refined", "unclipped", "sigma")})
+        facts["finish_seconds"] = round(sum(one["seconds"] for one in finishes), 3)
     return torch.cat(outputs).to(x.dtype), facts
 
 
-def refine_estimate(image: torch.Tensor, estimate: torch.Tensor,
-                    progress: Optional[ProgressCallback] = None) -> tuple[torch.Tensor, dict]:
-    """The guided refinement of one image's (1, C, H, W) network estimate, unless its noise is mostly
-    signal-dependent; returns the result and its facts (signal_share, refined, sigma, seconds)."""
+def finish_estimate(image: torch.Tensor, estimate: torch.Tensor, progress: Optional[ProgressCallback] = None,
+                    refine: bool = True, unclip: bool = True) -> tuple[torch.Tensor, dict]:
+    """The default's finish of one image's (1, C, H, W) network estimate: the guided refinement (``refine``; left out
+    where the noise is mostly signal-dependent), then the clipping correction (``unclip``; left out where the noisy
+    image has values outside [0, 1], which were not clipped). Returns the result and its facts (signal_share,
+    refined, unclipped, sigma, seconds)."""
     started = time.perf_counter()
-    share = float(signal_dependent_share(image, estimate)[0])
-    sigma = estimate_noise(image).effective
-    refined = share <= MAX_SIGNAL_SHARE
+    variance = fit_noise_variance(image, estimate)[0]
+    noise = estimate_noise(image)
+    photon = variance.signal_share > MAX_SIGNAL_SHARE
+    refined = refine and not photon
     if refined:
-        estimate = guided_average(image, estimate, sigma, progress)
-    facts = {"signal_share": round(share, 4), "refined": refined, "sigma": float(sigma[0]),
-             "seconds": time.perf_counter() - started}
+        estimate = guided_average(image, estimate, noise.effective, progress)
+    unclipped = unclip and bool(image.min() >= 0) and bool(image.max() <= 1)
+    if unclipped:  # photon noise by its fitted model, Gaussian noise by its sigma before clipping
+        slope, offset = (variance.slope, variance.offset) if photon else (0.0, float(noise.underlying[0]) ** 2)
+        estimate = clipping.unclip(estimate, slope, offset)
+    facts = {"signal_share": round(variance.signal_share, 4), "refined": refined, "unclipped": unclipped,
+             "sigma": float(noise.effective[0]), "seconds": time.perf_counter() - started}
     return estimate, facts
 
 
