@@ -15,7 +15,8 @@ from denoise_cli.core.errors import DenoiseError
 from denoise_cli.core.metrics import psnr
 from denoise_cli.core.psf_files import write_psf_file
 from denoise_cli.methods import blind
-from denoise_cli.methods.blind import _component_labels, chan_wong, estimate_psf, keep_main_components
+from denoise_cli.methods.blind import (_component_labels, chan_wong, estimate_psf, gradient_threshold,
+                                      keep_main_components, recentre)
 from denoise_cli.methods.deblur import deblur
 from denoise_cli.methods.deconvolution import (SURE_LOW, SURE_MIN_SIGMA, auto_weight, deblur_noise_level,
                                                 sure_weight, tv_deconvolve)
@@ -274,6 +275,34 @@ def test_pruning_drops_light_pieces_and_keeps_diagonal_neighbours():
     assert abs(float(kept.sum()) - 1) < 1e-12 and float(kept[0, 0]) == float(kept[8, 8]) == 0
     assert torch.equal(kept > 0, (kernel > 0) & (kernel > 0.05))
     assert torch.allclose(kept[4, 1:7], torch.full((6,), 0.14 / 0.92, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("down, right", [(0, 0), (3, -3), (-6, 2)])
+def test_recentring_moves_the_centre_of_mass_to_the_middle(down, right):
+    kernel = torch.zeros(15, 15, dtype=torch.float64)
+    kernel[7 + down, 4 + right:11 + right] = torch.linspace(1, 2, 7, dtype=torch.float64)  # a ramp, mass right
+    kernel /= kernel.sum()
+    centred = recentre(kernel)
+    rows, cols = np.indices(kernel.shape)
+    assert abs(float(centred.sum()) - 1) < 1e-12
+    assert abs((rows * centred.numpy()).sum() - 7) <= 0.5 and abs((cols * centred.numpy()).sum() - 7) <= 0.5
+    assert torch.equal(centred[centred > 0], kernel[kernel > 0])  # shifted whole, nothing lost
+
+
+def test_gradient_threshold_keeps_enough_pixels_in_each_direction():
+    image = np.asarray(Image.open(SAMPLES / "grass.png").convert("L"), dtype=np.float64)[:120, :120] / 255
+    threshold = gradient_threshold(torch.from_numpy(image).float(), 5)
+    dx, dy = image[:-1, 1:] - image[:-1, :-1], image[1:, :-1] - image[:-1, :-1]
+    magnitude = dx ** 2 + dy ** 2
+    folded = np.degrees(np.arctan2(dy, dx))  # the direction of a line: fold to [-90, 90)
+    folded = np.where(folded >= 90, folded - 180, np.where(folded < -90, folded + 180, folded))
+    counts = [int((magnitude[(folded >= low) & (folded < low + 45) & (dx != 0)] >= threshold * (1 - 1e-6)).sum())
+              for low in (-90, -45, 0, 45)]
+    assert threshold > 0 and min(counts) >= 100  # 20 x the kernel size in each bin
+    above = [int((magnitude[(folded >= low) & (folded < low + 45) & (dx != 0)] > threshold * (1 + 1e-6)).sum())
+             for low in (-90, -45, 0, 45)]
+    assert min(above) < 100  # and no higher threshold would do
+    assert gradient_threshold(torch.zeros(50, 50), 5) == 0.0  # no gradients: keep everything
 
 
 def test_a_large_image_is_estimated_on_its_centre_window(monkeypatch):
