@@ -81,7 +81,9 @@ def estimate_psf(x: torch.Tensor, psf_size: int, progress: Optional[ProgressCall
     connected pieces (:data:`RUNS`), and the kernel whose latent image has the lowest final objective
     ||k * x - y||^2 + w ||grad x||_0 is kept. On the Levin set the two starts gave ratio <= 3 on 28 of 32 captures
     against 25 and 26 for either alone; the pruned runs added to them keep that (28) and, on Kodak photos blurred by
-    Levin's kernels, raised the mean from 27.9 to 29.7 dB (ratio <= 3 on 18 of 32 against 11).
+    Levin's kernels, raised the mean from 27.9 to 29.7 dB (ratio <= 3 on 18 of 32 against 11). Four more starts
+    (vertical and diagonal segments, with and without pruning) did not help: the lowest objective of eight picked
+    no better kernels (ratio <= 2 on 24 of 32 as with four), though the best of them would have reached 26.
 
     An image larger than ESTIMATION_WINDOW on a side is estimated on its centre window of that size (the blur is
     taken to be the same over the frame): the time grows with the pixels (about 40 s for 1024^2 on 2 CPU cores).
