@@ -9,6 +9,7 @@ true kernel is the non-blind reference. Times are in-process per image (2 thread
 
     python benchmarks/deblur_levin.py [--levin FOLDER] [--modes nonblind,blind,chan-wong] [--images 1-32]
     python benchmarks/deblur_levin.py --held-out 13,16,19,22 --modes nonblind,blind   # photos nothing was tuned on
+    python benchmarks/deblur_levin.py --modes blind --eight-bit   # the captures as 8-bit files
 """
 from __future__ import annotations
 
@@ -98,6 +99,9 @@ def main() -> None:
                         help="instead of Levin's four scenes, these Kodak photos (e.g. 13,16,19,22) blurred by "
                              "Levin's eight kernels (see load_held_out); no Levin 2007 column then")
     parser.add_argument("--kodak", type=Path, default=DEFAULT_KODAK)
+    parser.add_argument("--eight-bit", action="store_true",
+                        help="round Levin's blurred captures to 8 bits first, as a user's PNG would be (the "
+                             "reference with the true kernel is then computed from the rounded capture too)")
     args = parser.parse_args()
     modes = args.modes.split(",")
     numbers = parse_numbers(args.images)
@@ -111,6 +115,8 @@ def main() -> None:
                                                         kernel)
         else:
             sharp, blurred, true_kernel = load(args.levin, image, kernel)
+            if args.eight_bit:
+                blurred = np.rint(np.clip(blurred, 0, 1) * 255) / 255
         truth_out, truth_seconds = _nonblind(blurred, true_kernel)
         truth_ssd = ssd_up_to_shift(truth_out, sharp)
         input_psnr = psnr_of(ssd_up_to_shift(blurred, sharp))
