@@ -296,12 +296,13 @@ def test_gradient_threshold_keeps_enough_pixels_in_each_direction():
     magnitude = dx ** 2 + dy ** 2
     folded = np.degrees(np.arctan2(dy, dx))  # the direction of a line: fold to [-90, 90)
     folded = np.where(folded >= 90, folded - 180, np.where(folded < -90, folded + 180, folded))
-    counts = [int((magnitude[(folded >= low) & (folded < low + 45) & (dx != 0)] >= threshold * (1 - 1e-6)).sum())
-              for low in (-90, -45, 0, 45)]
-    assert threshold > 0 and min(counts) >= 100  # 20 x the kernel size in each bin
-    above = [int((magnitude[(folded >= low) & (folded < low + 45) & (dx != 0)] > threshold * (1 + 1e-6)).sum())
-             for low in (-90, -45, 0, 45)]
-    assert min(above) < 100  # and no higher threshold would do
+
+    def fewest_in_a_bin(level: float) -> int:
+        return min(int((magnitude[(folded >= low) & (folded < low + 45) & (dx != 0)] >= level).sum())
+                   for low in (-90, -45, 0, 45))
+
+    assert threshold > 0 and fewest_in_a_bin(threshold * (1 - 1e-6)) >= 100  # 20 x the kernel size in each bin
+    assert fewest_in_a_bin(threshold * (1 + 1e-6)) < 100  # and no higher threshold would do
     assert gradient_threshold(torch.zeros(50, 50), 5) == 0.0  # no gradients: keep everything
 
 
