@@ -143,8 +143,7 @@ def gradient_threshold(image: torch.Tensor, kernel_size: int) -> float:
     """The squared gradient magnitude above which each of four direction bins of ``image`` (H, W) (forward
     differences; directions in [0, 45), [45, 90], [-45, 0), [-90, -45) degrees) keeps at least
     SELECTED_PER_KERNEL_PIXEL x ``kernel_size`` pixels (Cho & Lee 2009); 0 (keep all) when a bin has fewer."""
-    dx = image[:-1, 1:] - image[:-1, :-1]
-    dy = image[1:, :-1] - image[:-1, :-1]
+    dy, dx = periodic_gradient(image)[:, :-1, :-1]  # without the wrapped-around last row and column
     magnitude = dx.pow(2) + dy.pow(2)
     slope = dy / dx  # +-inf or nan for vertical or zero gradients; nan compares false and joins no bin
     quarter = math.pi / 4
