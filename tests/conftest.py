@@ -21,6 +21,12 @@ SAMPLES = ROOT / "sample_images"
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
+# A shell without job control starts its background commands (`pytest ... &`) with SIGINT ignored, and an ignored
+# signal stays ignored in every child: the commands the Ctrl-C tests interrupt would never hear it. With a handler
+# here, children start with the default action again (handlers are reset at exec; only "ignore" is inherited).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 @dataclass
 class Result:
@@ -59,8 +65,11 @@ def stderr_when_done(process: subprocess.Popen, timeout: float) -> str:
         if os.getpgid(process.pid) == process.pid:
             os.killpg(process.pid, signal.SIGKILL)
         process.kill()
-        stderr = process.communicate()[1]
-        raise AssertionError(f"still running after {timeout} s; stderr: {stderr.decode()!r}") from None
+        try:
+            stderr = process.communicate(timeout=10)[1].decode()
+        except subprocess.TimeoutExpired:  # its orphaned workers still hold the pipe: give up reading it
+            stderr = "(unread: the pipe is held open by processes it left behind)"
+        raise AssertionError(f"still running after {timeout} s; stderr: {stderr!r}") from None
 
 
 def noisy_copy(clean: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
