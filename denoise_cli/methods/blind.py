@@ -41,7 +41,7 @@ from .operators import laplacian_symbol, periodic_divergence, periodic_gradient
 from .psf import transfer_function
 
 #: The kernel is estimated on at most the centre ESTIMATION_WINDOW x ESTIMATION_WINDOW pixels of an image: a 12 Mpx
-#: photo's kernel then takes under a minute on 2 cores. Smaller windows lose accuracy (Kodak 14/17/20/23, three Levin
+#: photo's kernel then takes about 90 s on 2 cores. Smaller windows lose accuracy (Kodak 14/17/20/23, three Levin
 #: kernels: 24.5 dB on 384^2 windows against 23.2 on 256^2); 1024 against the whole image was not measured.
 ESTIMATION_WINDOW = 1024
 #: The coarsest kernel is about this many pixels across; scales step by sqrt(2).
@@ -95,7 +95,7 @@ def estimate_psf(x: torch.Tensor, psf_size: int, progress: Optional[ProgressCall
     no better kernels (ratio <= 2 on 24 of 32 as with four), though the best of them would have reached 26.
 
     An image larger than ESTIMATION_WINDOW on a side is estimated on its centre window of that size (the blur is
-    taken to be the same over the frame): the time grows with the pixels (about 40 s for 1024^2 on 2 CPU cores).
+    taken to be the same over the frame): the time grows with the pixels (about 90 s for 1024^2 on 2 CPU cores).
     """
     height, width = x.shape[-2:]
     top, left = max((height - ESTIMATION_WINDOW) // 2, 0), max((width - ESTIMATION_WINDOW) // 2, 0)
