@@ -57,11 +57,13 @@ SPLITTING_MAX = 1e5
 KERNEL_WEIGHT, KERNEL_CG_STEPS, PEAK_FRACTION = 2.0, 20, 1 / 20
 #: The finest scale ends with FINAL_ALTERNATIONS more alternations that clear only entries under FINAL_PEAK_FRACTION
 #: of the peak. The 1/20 cut, needed while the kernel takes shape (1/40 at every scale: ratio <= 2 on 20 of the 32
-#: Levin captures against 24), also cuts the faint parts of a long shake: Levin's kernels 6 and 7 lose 7-9 % of their
+#: Levin captures against 24), also cuts the faint parts of a long shake: Levin's kernels 6 and 7 lose 6-9 % of their
 #: mass under it, and even the true kernel cut so restores up to 1.9x worse. The finish at 1/40 (2-4 %, 1.0-1.14x):
-#: Levin set ratio <= 2 / 3 on 26 / 31 against 24 / 30; Kodak 14/17/20/23 blurred by Levin's kernels (held out)
-#: 8 / 15 against 4 / 13. On the Levin set, the last of the five alternations at 1/40 instead gave 25 / 31, and two
-#: finishing steps at 1/30, 1/40 or 1/60 gave 25 / 31, 24 / 30 and 22 / 28.
+#: Levin set ratio <= 2 / 3 on 25 / 31 against 23 / 30 (benchmarks/deblur_levin.py; 26 / 31 against 24 / 30 in the
+#: harness that compared the variants, which differs only in the array layout of the input: the estimate is chaotic
+#: in the last bits); Kodak 14/17/20/23 blurred by Levin's kernels (held out) 8 / 15 against 4 / 13. In the harness,
+#: the last of the five alternations at 1/40 instead gave 25 / 31, and two finishing steps at 1/30, 1/40 or 1/60
+#: gave 25 / 31, 24 / 30 and 22 / 28.
 FINAL_ALTERNATIONS, FINAL_PEAK_FRACTION = 4, 1 / 40
 #: Gradient selection for the kernel step: each of four direction bins keeps at least SELECTED_PER_KERNEL_PIXEL x the
 #: coarsest kernel size of pixels above the first threshold, which is divided by THRESHOLD_DECAY each alternation.
