@@ -49,6 +49,10 @@ SURE_TILE = 256
 #: calibration images (Kodak 1-12 at sigma 15, 25, 50) is 0.877. Below it (a photo with 30 % of its values clipped
 #: reads 0.80) SURE would take the image for much less noisy than it is and pick lambda up to 2x too small.
 SURE_MIN_SIGMA_FRACTION = 0.875
+#: The SURE search's solves take the textbook dual step 1/(8 lambda), not the solver's default 1/(7 lambda): the
+#: Monte-Carlo divergence depends on where each solve stops, and the search was checked with these steps (with 1/(7
+#: lambda) it picked lambda 3 % lower on the mostly clipped test image, 0.27 dB short of the best instead of 0.24).
+SURE_STEP_DIVISOR = 8.0
 #: ``tol="auto"``: the certified RMSE bound a result must reach, as a fraction of one level of the output file (a
 #: quarter of a level: the true error is then typically 3-10x smaller, and a few percent of 8-bit values round to the
 #: other side of a level), and never looser than FLOAT_TOL, the tolerance of float and 16-bit outputs.
@@ -83,7 +87,7 @@ def auto_weight(x: torch.Tensor, norm: str = "isotropic", channels: str = "coupl
         weights = torch.full((batch.shape[0],), lam, dtype=torch.float32, device=batch.device)
         nearest = min(duals, key=lambda solved: abs(math.log(solved / lam)), default=None)
         u, duals[lam], _ = solve_rof(batch, weights, dims, max_iter, SURE_SOLVER_TOL, 10, None,
-                                       duals.get(nearest))
+                                       duals.get(nearest), SURE_STEP_DIVISOR)
         solves["done"] += 1
         if progress is not None:
             progress(min(solves["done"], solves["expected"]), solves["expected"], {"phase": "choosing the weight"})
