@@ -323,15 +323,15 @@ def test_the_longer_default_step_still_converges_fast_on_a_checkerboard():
     textbook step tight: a checkerboard at a large weight certifies in no more iterations than the textbook
     step needs (240 iterations against 260; a step of 1/(6 lambda), at the edge of stability, takes 568)."""
     from denoise_cli.methods.operators import group_dims
-    from denoise_cli.methods.rof import STEP_DIVISOR, solve_rof
+    from denoise_cli.methods.rof import STEP_DIVISOR, TEXTBOOK_STEP_DIVISOR, solve_rof
     board = torch.from_numpy(np.indices((128, 128)).sum(0) % 2).float()[None, None]
     iterations = {}
-    for divisor in (8.0, STEP_DIVISOR):
+    for divisor in (TEXTBOOK_STEP_DIVISOR, STEP_DIVISOR):
         _, _, facts = solve_rof(board, torch.tensor([0.5]), group_dims("isotropic", "separate"), 3000, 5e-4, 10,
                                 step_divisor=divisor)
         assert facts["converged"]
         iterations[divisor] = facts["iterations"]
-    assert STEP_DIVISOR < 8.0 and iterations[STEP_DIVISOR] <= iterations[8.0]
+    assert STEP_DIVISOR < TEXTBOOK_STEP_DIVISOR and iterations[STEP_DIVISOR] <= iterations[TEXTBOOK_STEP_DIVISOR]
 
 
 def test_the_check_schedule_follows_the_bound_and_stays_within_its_limits():

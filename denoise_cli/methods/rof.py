@@ -37,12 +37,13 @@ from .operators import divergence_of_dual, duality_gap, duality_gap_terms, proje
 #: blocks of 1.5 / 3 / 6 MiB: 48.5 / 44.4 / 43.8 (whole-image operations: 48.3).
 BLOCK_BYTES = 3 << 20
 #: The dual step is 1 / (STEP_DIVISOR * lambda). The dual objective's curvature is at most 8 lambda^2 (the norm of
-#: div squared, reached by checkerboards), so FISTA's textbook step is 1/(8 lambda). FISTA on a quadratic stays stable
-#: for steps up to 4/3 of that whatever the momentum (the iteration's worst mode has modulus 1 at 1/(6 lambda)); 1/(7
-#: lambda) keeps a margin (that mode shrinks by 0.55 per iteration at full momentum) and takes 6-11 % fewer iterations
-#: to the default stop on Kodak mosaics (sigma 25 and 50, separate and coupled). 1/(6 lambda) takes 13 % fewer there
-#: but 7-13x more on a checkerboard at lambda 0.5 (354 iterations against 27 to tol 1/1020, 618 against 91 to 5e-4),
-#: and 1/(5 lambda) diverges.
+#: div squared, reached by checkerboards), so FISTA's textbook step is 1/(8 lambda) (TEXTBOOK_STEP_DIVISOR). FISTA on
+#: a quadratic stays stable for steps up to 4/3 of that whatever the momentum (the iteration's worst mode has modulus
+#: 1 at 1/(6 lambda)); 1/(7 lambda) keeps a margin (that mode shrinks by 0.55 per iteration at full momentum) and
+#: takes 6-11 % fewer iterations to the default stop on Kodak mosaics (sigma 25 and 50, separate and coupled).
+#: 1/(6 lambda) takes 13 % fewer there but 7-13x more on a checkerboard at lambda 0.5 (354 iterations against 27 to
+#: tol 1/1020, 618 against 91 to 5e-4), and 1/(5 lambda) diverges.
+TEXTBOOK_STEP_DIVISOR = 8.0
 STEP_DIVISOR = 7.0
 
 

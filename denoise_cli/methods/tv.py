@@ -22,7 +22,7 @@ from ..core.errors import DenoiseError
 from .base import ProgressCallback
 from .noise_level import PATCH, estimate_noise
 from .operators import check_modes, group_dims
-from .rof import solve_rof
+from .rof import TEXTBOOK_STEP_DIVISOR, solve_rof
 from .sure import TYPICAL_EVALUATIONS, sure_parameter, sure_tiles
 
 #: ``--weight auto`` searches lambda per image by Monte-Carlo SURE (see :func:`auto_weight`) within a factor of 2 of
@@ -52,7 +52,7 @@ SURE_MIN_SIGMA_FRACTION = 0.875
 #: The SURE search's solves take the textbook dual step 1/(8 lambda), not the solver's default 1/(7 lambda): the
 #: Monte-Carlo divergence depends on where each solve stops, and the search was checked with these steps (with 1/(7
 #: lambda) it picked lambda 3 % lower on the mostly clipped test image, 0.27 dB short of the best instead of 0.24).
-SURE_STEP_DIVISOR = 8.0
+SURE_STEP_DIVISOR = TEXTBOOK_STEP_DIVISOR
 #: ``tol="auto"``: the certified RMSE bound a result must reach, as a fraction of one level of the output file (a
 #: quarter of a level: the true error is then typically 3-10x smaller, and a few percent of 8-bit values round to the
 #: other side of a level), and never looser than FLOAT_TOL, the tolerance of float and 16-bit outputs.
