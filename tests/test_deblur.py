@@ -17,7 +17,8 @@ from denoise_cli.core.psf_files import write_psf_file
 from denoise_cli.methods import blind
 from denoise_cli.methods.blind import (_component_labels, chan_wong, estimate_psf, gradient_threshold,
                                       keep_main_components, recentre)
-from denoise_cli.methods.deblur import deblur
+from denoise_cli.methods import deblur as deblur_module
+from denoise_cli.methods.deblur import deblur, rings
 from denoise_cli.methods.deconvolution import (SURE_LOW, SURE_MIN_SIGMA, auto_weight, deblur_noise_level,
                                                 sure_weight, tv_deconvolve)
 from denoise_cli.methods.psf import parse_psf, transfer_function
@@ -322,6 +323,32 @@ def test_chan_wong_baseline_returns_a_normalised_kernel():
     restored, kernel = chan_wong(torch.from_numpy(blurred).float()[None, None], 9)
     assert restored.shape == (1, 1) + blurred.shape and kernel.shape == (9, 9)
     assert float(kernel.min()) >= 0 and abs(float(kernel.sum()) - 1) < 1e-6
+
+
+def _gray_grass(height: int, width: int) -> np.ndarray:
+    return np.asarray(Image.open(SAMPLES / "grass.png").convert("L"), dtype=np.float64)[:height, :width] / 255
+
+
+def test_a_deconvolution_rings_by_a_wrong_kernel_not_by_the_true_one():
+    kernel = parse_psf("motion:15,0")
+    blurred, sharp = _blur_valid(_gray_grass(174, 174), kernel.numpy())
+    as_batch = lambda image: torch.from_numpy(image).float()[None, None]
+    right, _ = tv_deconvolve(as_batch(blurred), kernel, "auto", search=False)
+    wrong, _ = tv_deconvolve(as_batch(sharp), kernel, "auto", search=False)  # nothing blurred it
+    assert not rings(right, 15) and rings(wrong, 15)
+
+
+def test_a_blind_kernel_that_rings_is_not_used(tmp_path, monkeypatch):
+    sharp = np.rint(_gray_grass(160, 160) * 255).astype(np.uint8)  # a photo with no blur to find
+    Image.fromarray(sharp).save(tmp_path / "sharp.png")
+    monkeypatch.setattr(deblur_module, "estimate_psf", lambda image, size, progress=None: parse_psf("motion:15,0"))
+    result = run_cli("deblur", tmp_path / "sharp.png", "--psf", "auto", "--psf-size", "15", "-o",
+                     tmp_path / "out.png", "--save-psf", tmp_path / "psf.npy", "--jobs", "1")
+    assert result.code == 0 and "without ringing" in result.stderr
+    assert np.load(tmp_path / "psf.npy").tolist() == [[1.0]]  # the PSF used: none
+    out = np.asarray(Image.open(tmp_path / "out.png"), dtype=np.float64) / 255
+    as_batch = lambda image: torch.from_numpy(image)[None, None]
+    assert float(psnr(as_batch(out), as_batch(sharp / 255.0))) > 30  # the photo, lightly denoised
 
 
 def test_blind_refuses_an_image_smaller_than_twice_the_psf():

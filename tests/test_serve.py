@@ -112,6 +112,18 @@ def test_the_page_deblurs_with_a_model_and_never_reads_a_path(tmp_path, make_app
     assert result.data == (tmp_path / "cli.png").read_bytes()
 
 
+def test_the_page_says_when_a_blind_kernel_was_dropped(make_app, monkeypatch):
+    from denoise_cli.methods import deblur as deblur_module
+    from denoise_cli.methods.psf import parse_psf
+    monkeypatch.setattr(deblur_module, "estimate_psf", lambda image, size, progress=None: parse_psf("motion:15,0"))
+    _, client = make_app()  # a sharp photo, "deblurred" by a wrong kernel: the result rings
+    response = _upload(client, ("grass.png", (SAMPLES / "grass.png").read_bytes()), method="deblur", psf="auto",
+                       psf_size="15")
+    assert response.status_code == 202
+    image = _wait(client, response.get_json()["id"])["images"][0]
+    assert image["status"] == "done" and "without ringing" in image["notice"]
+
+
 def test_an_upload_over_max_bytes_is_refused_before_it_is_read(tmp_path, make_app):
     _, client = make_app(max_bytes=10_000)
     response = _upload(client, ("big.png", (SAMPLES / "retina.noisy.png").read_bytes()))

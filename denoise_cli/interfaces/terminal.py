@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from ..batch.jobs import Job
 from ..batch.runner import Events
+from ..methods.deblur import PSF_REJECTED
 
 
 class TerminalEvents(Events):
@@ -56,7 +57,12 @@ class TerminalEvents(Events):
         self.images.update(1)
         if record["status"] == "failed":
             tqdm.write(f"denoise: {record['error']}", file=sys.stderr)
-        elif self.verbose and not self.quiet:
+            return
+        if self.quiet:
+            return
+        if record["status"] == "done" and record["facts"].get("psf_rejected", [False])[0]:
+            tqdm.write(f"denoise: {record['input']}: {PSF_REJECTED}", file=sys.stderr)
+        if self.verbose:
             tqdm.write(describe(record), file=sys.stderr)
 
     def close(self) -> None:
@@ -89,6 +95,8 @@ def describe(record: dict) -> str:
         height, width = record["facts"]["psf_shape"][0]
         found = record["facts"].get("psf_seconds")
         parts.append(f"psf {width}x{height}" + (f" found in {found[0]:.2f}s" if found else ""))
+        if record["facts"].get("psf_rejected", [False])[0]:
+            parts.append("the blur found rang: not used")
     for key, label in (("weight_seconds", "weight search"), ("solve_seconds", "solve")):
         if key in record["facts"]:  # one number (tv) or one per image (deblur)
             seconds = record["facts"][key]

@@ -25,6 +25,7 @@ from ...batch.runner import Events, RunOptions, run_batch
 from ...core import imageio
 from ...core.imageio import Image
 from ...methods import METHODS
+from ...methods.deblur import PSF_REJECTED
 
 
 @dataclass
@@ -66,6 +67,8 @@ class WebJob:
                     "ssim_out")})
                 if record["error"]:  # the CLI's words, less the server's private path
                     entry["error"] = record["error"].replace(str(self.folder / "in") + "/", "")
+                if record["facts"].get("psf_rejected", [False])[0]:
+                    entry["notice"] = PSF_REJECTED
             images.append(entry)
         return {"id": self.id, "method": self.method, "status": self.status, "images": images,
                 "summary": self.summary}

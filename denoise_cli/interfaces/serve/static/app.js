@@ -117,7 +117,7 @@ function update(card, id, index, image) {
     fill.style.width = "100%";
     const scores = image.psnr_out == null ? "" :
       ` · PSNR ${image.psnr_in.toFixed(2)} → ${image.psnr_out.toFixed(2)} dB, SSIM ${image.ssim_in.toFixed(3)} → ${image.ssim_out.toFixed(3)}`;
-    state.textContent = `done in ${image.seconds.toFixed(1)} s${scores}`;
+    state.textContent = `done in ${image.seconds.toFixed(1)} s${scores}` + (image.notice ? ` · ${image.notice}` : "");
     state.className = "state done";
     showComparison(card, id, index);
   } else if (image.status === "failed") {
