@@ -191,8 +191,9 @@ def zsn2n(ctx: click.Context, iterations, learning_rate, step_size, gamma, chann
 
 @cli.command()
 @click.option("--psf", type=PsfSpec(),
-              help="The blur (required): 'auto' (found from the image), gaussian:SIGMA, motion:LENGTH[,ANGLE], box:N, "
-                   "disk:R, or a file (PNG/TIFF of any depth, .npy); normalised to sum 1.")
+              help="The blur (required): 'auto' (found from the image; not used, and the image only denoised, when "
+                   "undoing it rings), gaussian:SIGMA, motion:LENGTH[,ANGLE], box:N, disk:R, or a file (PNG/TIFF of "
+                   "any depth, .npy); normalised to sum 1.")
 @click.option("--psf-size", type=click.IntRange(min=3), show_default=True,
               help="With --psf auto: the largest blur expected, in pixels (rounded up to odd).")
 @click.option("--save-psf", type=click.Path(dir_okay=False),
