@@ -11,11 +11,12 @@ from tqdm import tqdm
 
 from ..batch.jobs import Job
 from ..batch.runner import Events
-from ..methods.deblur import PSF_REJECTED
+from ..methods.deblur import PSF_REJECTED, kernel_dropped
 
 
 class TerminalEvents(Events):
-    """Progress bars on stderr (only on a terminal) and one line per failure; -v adds a line per image.
+    """Progress bars on stderr (only on a terminal), one line per failure and per dropped blind kernel; -v adds a
+    line per image.
 
     The second bar shows the current image's phase (its own count of steps: SURE solves while the weight is chosen,
     the percent of the way to the certified tolerance on a log scale while TV solves, optimiser steps while ZS-N2N
@@ -60,7 +61,7 @@ class TerminalEvents(Events):
             return
         if self.quiet:
             return
-        if record["status"] == "done" and record["facts"].get("psf_rejected", [False])[0]:
+        if record["status"] == "done" and kernel_dropped(record["facts"]):
             tqdm.write(f"denoise: {record['input']}: {PSF_REJECTED}", file=sys.stderr)
         if self.verbose:
             tqdm.write(describe(record), file=sys.stderr)
@@ -95,7 +96,7 @@ def describe(record: dict) -> str:
         height, width = record["facts"]["psf_shape"][0]
         found = record["facts"].get("psf_seconds")
         parts.append(f"psf {width}x{height}" + (f" found in {found[0]:.2f}s" if found else ""))
-        if record["facts"].get("psf_rejected", [False])[0]:
+        if kernel_dropped(record["facts"]):
             parts.append("the blur found rang: not used")
     for key, label in (("weight_seconds", "weight search"), ("solve_seconds", "solve")):
         if key in record["facts"]:  # one number (tv) or one per image (deblur)

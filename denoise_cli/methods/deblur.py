@@ -92,6 +92,11 @@ def rings(restored: torch.Tensor, border: int) -> bool:
     return float(out_of_range.double().mean()) > RING_OVERSHOOT
 
 
+def kernel_dropped(facts: dict) -> bool:
+    """Whether the facts of a one-image run say its blind kernel was dropped because the result rang."""
+    return bool(facts.get("psf_rejected", [False])[0])
+
+
 def _blind(image: torch.Tensor, psf_size: int, method: str, facts: dict,
            progress: Optional[ProgressCallback]) -> tuple[Optional[torch.Tensor], torch.Tensor]:
     """The kernel of one image (1, C, H, W) found blind, and the restored image when the method makes one itself

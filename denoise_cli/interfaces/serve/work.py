@@ -25,7 +25,7 @@ from ...batch.runner import Events, RunOptions, run_batch
 from ...core import imageio
 from ...core.imageio import Image
 from ...methods import METHODS
-from ...methods.deblur import PSF_REJECTED
+from ...methods.deblur import PSF_REJECTED, kernel_dropped
 
 
 @dataclass
@@ -67,7 +67,7 @@ class WebJob:
                     "ssim_out")})
                 if record["error"]:  # the CLI's words, less the server's private path
                     entry["error"] = record["error"].replace(str(self.folder / "in") + "/", "")
-                if record["facts"].get("psf_rejected", [False])[0]:
+                if kernel_dropped(record["facts"]):
                     entry["notice"] = PSF_REJECTED
             images.append(entry)
         return {"id": self.id, "method": self.method, "status": self.status, "images": images,
