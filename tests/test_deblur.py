@@ -343,8 +343,9 @@ def test_a_blind_kernel_that_rings_is_not_used(tmp_path, monkeypatch):
     Image.fromarray(sharp).save(tmp_path / "sharp.png")
     monkeypatch.setattr(deblur_module, "estimate_psf", lambda image, size, progress=None: parse_psf("motion:15,0"))
     result = run_cli("deblur", tmp_path / "sharp.png", "--psf", "auto", "--psf-size", "15", "-o",
-                     tmp_path / "out.png", "--save-psf", tmp_path / "psf.npy", "--jobs", "1")
+                     tmp_path / "out.png", "--save-psf", tmp_path / "psf.npy", "--jobs", "1", "-v")
     assert result.code == 0 and "without ringing" in result.stderr
+    assert "not used (undoing it rang): 1x1" in result.stderr  # the -v line
     assert np.load(tmp_path / "psf.npy").tolist() == [[1.0]]  # the PSF used: none
     out = np.asarray(Image.open(tmp_path / "out.png"), dtype=np.float64) / 255
     as_batch = lambda image: torch.from_numpy(image)[None, None]

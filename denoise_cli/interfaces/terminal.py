@@ -95,9 +95,10 @@ def describe(record: dict) -> str:
     if "psf_shape" in record["facts"]:
         height, width = record["facts"]["psf_shape"][0]
         found = record["facts"].get("psf_seconds")
-        parts.append(f"psf {width}x{height}" + (f" found in {found[0]:.2f}s" if found else ""))
         if kernel_dropped(record["facts"]):
-            parts.append("the blur found rang: not used")
+            parts.append(f"psf found in {found[0]:.2f}s but not used (undoing it rang): {width}x{height}")
+        else:
+            parts.append(f"psf {width}x{height}" + (f" found in {found[0]:.2f}s" if found else ""))
     for key, label in (("weight_seconds", "weight search"), ("solve_seconds", "solve")):
         if key in record["facts"]:  # one number (tv) or one per image (deblur)
             seconds = record["facts"][key]
