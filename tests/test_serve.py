@@ -19,6 +19,8 @@ import torch
 from denoise_cli.interfaces.cli import cli
 from denoise_cli.interfaces.config import load_defaults
 from denoise_cli.interfaces.serve.app import create_app
+from denoise_cli.methods import deblur as deblur_module
+from denoise_cli.methods.psf import parse_psf
 
 from .bad_inputs import _png_claiming
 from .conftest import SAMPLES, run_cli, stderr_when_done
@@ -113,8 +115,6 @@ def test_the_page_deblurs_with_a_model_and_never_reads_a_path(tmp_path, make_app
 
 
 def test_the_page_says_when_a_blind_kernel_was_dropped(make_app, monkeypatch):
-    from denoise_cli.methods import deblur as deblur_module
-    from denoise_cli.methods.psf import parse_psf
     monkeypatch.setattr(deblur_module, "estimate_psf", lambda image, size, progress=None: parse_psf("motion:15,0"))
     _, client = make_app()  # a sharp photo, "deblurred" by a wrong kernel: the result rings
     response = _upload(client, ("grass.png", (SAMPLES / "grass.png").read_bytes()), method="deblur", psf="auto",

@@ -11,7 +11,11 @@ from tqdm import tqdm
 
 from ..batch.jobs import Job
 from ..batch.runner import Events
-from ..methods.deblur import PSF_REJECTED, kernel_dropped
+from ..methods.deblur import kernel_dropped
+
+#: What the command line and the web page say of an image whose blind kernel was dropped (its result rang).
+PSF_REJECTED = ("the blur found could not be undone without ringing: wrote the image denoised, not deblurred "
+                "(give the blur with --psf to deblur by it)")
 
 
 class TerminalEvents(Events):

@@ -31,16 +31,12 @@ AUTO = "auto"
 #: motion:15, disk:5 or gaussian:3 (noise 0.5/255, 8-bit), and on Levin's capture 4-4 with its true kernel; at
 #: most 2.0 % on over-exposed photos (Kodak 2-12 even, gray 255^2, brightened 1.4 or 2x: 0.2-70 % of the scene
 #: clipped before the blur, motion:15,30 or disk:5; 24 cases); deconvolving the sample crops unblurred by those
-#: kernels puts 3.4-30 % out. Set on the blind results of Levin's 32
-#: captures and of his 8 kernels on Kodak 13-24 gray crops (96 cases, 2026-12-03): the outputs better than their
-#: inputs had at most 2.5 % out of range, but for Levin 4-4 (6.5 %, +3.8 dB over its input but 8x the true kernel's
-#: error: ringing); the five worst of the 7 outputs worse than their inputs (-9.1 to -1.0 dB) had 3.1-8.7 %, the
-#: two mildest (-1.2, -0.15 dB) under 1 %.
+#: kernels puts 3.4-30 % out. Set on the blind results of Levin's 32 captures and of his 8 kernels on Kodak 13-24
+#: gray crops (96 cases, 2026-12-03): the outputs better than their inputs had at most 2.5 % out of range, but for
+#: Levin 4-4 (6.5 %, +3.8 dB over its input but 8x the true kernel's error: ringing); the five worst of the 7
+#: outputs worse than their inputs (-9.1 to -1.0 dB) had 3.1-8.7 %, the two mildest (-1.2, -0.15 dB) under 1 %.
 RING_OVERSHOOT = 0.03
 RANGE_MARGIN = 0.01
-#: What the command line and the web page say of an image whose blind kernel was dropped.
-PSF_REJECTED = ("the blur found could not be undone without ringing: wrote the image denoised, not deblurred "
-                "(give the blur with --psf to deblur by it)")
 
 
 def deblur(x: torch.Tensor, psf: str, psf_size: int = 31, weight="auto", regularizer: str = "tv",
@@ -48,28 +44,31 @@ def deblur(x: torch.Tensor, psf: str, psf_size: int = 31, weight="auto", regular
            progress: Optional[ProgressCallback] = None) -> tuple[torch.Tensor, dict]:
     """Deblur each image of (N, C, H, W) in [0, 1]. ``psf``: a spec or file (:func:`.psf.parse_psf`) or ``"auto"``
     (blind, a kernel of ``psf_size`` pixels, rounded up to odd). Returns the images and facts (those of
-    :func:`.deconvolution.tv_deconvolve`, plus psf, psf_shape and psf_seconds, the time the blind estimate took)."""
+    :func:`.deconvolution.tv_deconvolve`, plus psf, psf_shape, psf_seconds, the time the blind estimate took, and
+    psf_rejected, whether the kernel found was dropped because its result rang)."""
     if method not in DEBLUR_METHODS:
         raise ValueError(f"method must be one of {DEBLUR_METHODS}, got {method!r}")
     if method == "chan-wong" and psf != AUTO:
         raise DenoiseError("--method chan-wong estimates the PSF itself: use it with --psf auto")
     given = None if psf == AUTO else parse_psf(psf)  # read once for the batch
+
+    def non_blind(image: torch.Tensor, kernel: torch.Tensor, search: bool) -> tuple[torch.Tensor, dict]:
+        return tv_deconvolve(image, kernel.to(image.device), weight, regularizer, max_iter, tol, progress, search)
+
     outputs, kernels, facts = [], [], {}
     for image in x.split(1):
         if given is None:
             restored, kernel = _blind(image, psf_size, method, facts, progress)
         else:
             restored, kernel = None, given
-        if restored is None:  # the kernel is known: the non-blind TV pass
-            restored, image_facts = tv_deconvolve(image, kernel.to(image.device), weight, regularizer, max_iter, tol,
-                                                  progress, search=given is not None)
-            if given is None:  # found blind: keep it only if the result does not ring
-                rejected = rings(restored, max(kernel.shape))
-                if rejected:
-                    kernel = torch.ones(1, 1, dtype=kernel.dtype)
-                    restored, image_facts = tv_deconvolve(image, kernel.to(image.device), weight, regularizer,
-                                                          max_iter, tol, progress, search=False)
-                facts.setdefault("psf_rejected", []).append(rejected)
+        if restored is None:  # ours: the non-blind TV pass (a kernel found blind keeps the rule weight)
+            restored, image_facts = non_blind(image, kernel, search=given is not None)
+            rejected = given is None and rings(restored, max(kernel.shape))
+            if rejected:  # the kernel found is wrong: the pass with no blur instead
+                kernel = torch.ones(1, 1, dtype=kernel.dtype)
+                restored, image_facts = non_blind(image, kernel, search=False)
+            if given is None:
+                image_facts["psf_rejected"] = rejected
             for key, value in image_facts.items():
                 facts.setdefault(key, []).append(value[0] if isinstance(value, list) else value)
         outputs.append(restored)

@@ -25,7 +25,8 @@ from ...batch.runner import Events, RunOptions, run_batch
 from ...core import imageio
 from ...core.imageio import Image
 from ...methods import METHODS
-from ...methods.deblur import PSF_REJECTED, kernel_dropped
+from ...methods.deblur import kernel_dropped
+from ..terminal import PSF_REJECTED
 
 
 @dataclass
