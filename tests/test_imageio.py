@@ -1,6 +1,8 @@
 """Image I/O: bit-exact round trips, metadata kept, orientation applied, clear errors."""
 import io
+import itertools
 import struct
+import sys
 import zlib
 
 import numpy as np
@@ -211,6 +213,39 @@ def test_write_is_atomic_and_leaves_no_temporary_files(tmp_path):
     target = tmp_path / "sub" / "out.png"
     imageio.write_image(target, image)
     assert [p.name for p in target.parent.iterdir()] == ["out.png"]
+
+
+def _interrupted_after(events: int):
+    """A trace function that raises KeyboardInterrupt at the ``events``-th traced event, as a signal would."""
+    seen = 0
+
+    def trace(frame, event, arg):
+        nonlocal seen
+        seen += 1
+        if seen == events:
+            raise KeyboardInterrupt  # tracing stops with it: one interrupt, as one signal
+        return trace
+    return trace
+
+
+def test_an_interrupt_at_any_point_of_a_write_leaves_the_whole_file_or_none(tmp_path):
+    data = bytes(range(256)) * 64
+    for events in itertools.count(1):
+        folder = tmp_path / str(events)
+        folder.mkdir()
+        sys.settrace(_interrupted_after(events))
+        try:
+            imageio.write_bytes_atomic(folder / "out.png", data)
+            interrupted = False
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            sys.settrace(None)
+        files = {p.name: p.read_bytes() for p in folder.iterdir()}
+        assert files in ({}, {"out.png": data}), f"interrupted at event {events}: {sorted(files)}"
+        if not interrupted:  # every point of the write was tried
+            assert events > 20
+            break
 
 
 def test_decode_from_bytes_matches_file(tmp_path):

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
 import sys
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional, Union
@@ -248,7 +248,10 @@ def check_encodable(image: Image, fmt: str, name: str = "<output>") -> None:
         raise DenoiseError(f"{name}: {fmt} cannot hold an alpha channel; write .png, .tif or .webp")
 
 def write_bytes_atomic(path: PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder (``-``: stdout)."""
+    """Write ``data`` to ``path`` through a temporary file in the same folder (``-``: stdout).
+
+    The temporary file is created inside the ``try``, under a name known before, so an interrupt at any point (Ctrl-C,
+    or the SIGTERM that stops a worker) leaves either no file or the whole one, never a ``.part`` file."""
     if str(path) == STDIO:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
@@ -258,19 +261,15 @@ def write_bytes_atomic(path: PathLike, data: bytes) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
     except FileExistsError:  # a part of the path is a file
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(target.parent)) from None
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(8)}.part")
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with open(tmp, "xb") as handle:  # mode 0o666 less the umask, as any new file
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, target)
+    except FileExistsError:  # another writer's file by that name (1 in 2**64): not ours to remove
+        raise
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        tmp.unlink(missing_ok=True)
         raise
