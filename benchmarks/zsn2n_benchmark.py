@@ -19,6 +19,9 @@ this small leaves most of a GPU idle. Cases run side by side share the device, s
 run alone; time a few cases with ``--jobs 1`` for the speed comparison. ``--results FILE`` appends every case's
 scores as a JSON line when it is done and skips the cases already in FILE, so an interrupted table resumes where it
 stopped (the file keeps the device and torch version of each line; the table is printed from all of it).
+``--estimates DIR`` keeps the default's network-only estimate of each case (and the fit's seconds) in DIR and reuses
+it when the same case, settings and threads come again: the finish (refinement, clipping correction) can then be
+changed and re-scored without refitting (the fit is deterministic: seeded by the image, one thread per case).
 
 A method may carry settings for zsn2n_denoise to try a variant beside the others: ``fast:iterations=1000;learning_rate=2e-3``.
 """
@@ -31,6 +34,7 @@ import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -52,10 +56,16 @@ def timed(function) -> tuple:
     return result, time.perf_counter() - started
 
 
-def default_and_less_finished(x: torch.Tensor, seed: int, **settings) -> dict:
-    """The default's result, the same without the clipping correction, and the network-only estimate, from one fit,
-    each with its seconds."""
-    plain, fit_seconds = timed(lambda: zsn2n_denoise(x, refine=False, unclip=False, seed=seed, **settings)[0])
+def default_and_less_finished(x: torch.Tensor, seed: int, estimate: Optional[Path] = None, **settings) -> dict:
+    """The default's result, the same without the clipping correction, and the network-only estimate, from one fit
+    (read from the file ``estimate`` when it exists, else fitted and saved there), each with its seconds."""
+    if estimate is not None and estimate.exists():
+        plain, fit_seconds = torch.load(estimate)
+        plain = plain.to(x.device)
+    else:
+        plain, fit_seconds = timed(lambda: zsn2n_denoise(x, refine=False, unclip=False, seed=seed, **settings)[0])
+        if estimate is not None:
+            torch.save((plain.cpu(), fit_seconds), estimate)
     finished, finish_seconds = timed(lambda: finish_estimate(x, plain)[0])
     refined, refine_seconds = timed(lambda: finish_estimate(x, plain, unclip=False)[0])
     return {"": (finished, fit_seconds + finish_seconds), ", not unclipped": (refined, fit_seconds + refine_seconds),
@@ -63,23 +73,26 @@ def default_and_less_finished(x: torch.Tensor, seed: int, **settings) -> dict:
 
 
 METHODS = {
-    "exact": lambda x, seed, **settings: {"": timed(lambda: zsn2n_denoise(x, exact=True, seed=seed, **settings)[0])},
+    "exact": lambda x, seed, estimate, **settings: {
+        "": timed(lambda: zsn2n_denoise(x, exact=True, seed=seed, **settings)[0])},
     "fast": default_and_less_finished,
-    "tv": lambda x, seed, **settings: {"": timed(lambda: tv_denoise(x, "auto", **settings)[0])},
+    "tv": lambda x, seed, estimate, **settings: {"": timed(lambda: tv_denoise(x, "auto", **settings)[0])},
 }
 
 
-def run_method(spec: str, x: torch.Tensor, seed: int) -> dict:
-    """``name`` or ``name:key=value;...`` (numbers as numbers) applied to x: {row suffix: (result, seconds)}."""
+def run_method(spec: str, x: torch.Tensor, seed: int, estimate: Optional[Path] = None) -> dict:
+    """``name`` or ``name:key=value;...`` (numbers as numbers) applied to x: {row suffix: (result, seconds)};
+    ``estimate``: where the default's network estimate is kept (see --estimates)."""
     name, _, extra = spec.partition(":")
     settings = {}
     for item in filter(None, extra.split(";")):
         key, _, value = item.partition("=")
         settings[key] = float(value) if "." in value or "e" in value else int(value)
-    return METHODS[name](x, seed, **settings)
+    return METHODS[name](x, seed, estimate, **settings)
 
 
-def score_case(kodak: Path, number: int, spec: str, methods: list, device: str, threads: int) -> dict:
+def score_case(kodak: Path, number: int, spec: str, methods: list, device: str, threads: int,
+               estimates: Optional[Path] = None) -> dict:
     """Every method's rows on one (image, noise) case: {"image", "noise", "device", "torch", "rows": {row name:
     [PSNR dB, SSIM, seconds]}}, scored on the output stored as 8-bit."""
     torch.set_num_threads(threads)
@@ -87,7 +100,10 @@ def score_case(kodak: Path, number: int, spec: str, methods: list, device: str, 
     x = noisy(clean, spec, seed=number).to(device)
     rows = {}
     for method in methods:
-        for suffix, (result, seconds) in run_method(method, x, number).items():
+        estimate = None
+        if estimates is not None:
+            estimate = estimates / f"kodim{number:02d}_{spec}_{method}_{device}_{threads}t.pt".replace(":", "=")
+        for suffix, (result, seconds) in run_method(method, x, number, estimate).items():
             out = as_stored(result.cpu(), np.uint8)
             rows[method + suffix] = [float(psnr(out, clean)[0]), float(ssim(out, clean).ssim[0]), seconds]
     return {"image": number, "noise": spec, "device": device, "torch": torch.__version__, "rows": rows}
@@ -97,7 +113,7 @@ def run_cases(args, cases: list, done) -> None:
     """Score ``cases`` [(image, noise)], ``args.jobs`` at a time, handing each result to ``done`` as it finishes."""
     methods = args.methods.split(",")
     threads = max(1, args.threads // args.jobs) if args.device == "cpu" else 1
-    work = [(args.kodak, number, spec, methods, args.device, threads) for number, spec in cases]
+    work = [(args.kodak, number, spec, methods, args.device, threads, args.estimates) for number, spec in cases]
     if args.jobs == 1:
         for case in work:
             done(score_case(*case))
@@ -150,9 +166,12 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="(image, noise) cases scored at once, in processes")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads in all, shared by the jobs")
     parser.add_argument("--results", type=Path, help="JSON lines: append each case, skip the cases already there")
+    parser.add_argument("--estimates", type=Path, help="a folder: keep and reuse the default's network estimates")
     args = parser.parse_args()
     if args.jobs < 1 or args.threads < 1:
         raise SystemExit("--jobs and --threads must be at least 1")
+    if args.estimates is not None:
+        args.estimates.mkdir(parents=True, exist_ok=True)
     specs = args.noise.split(",")
     wanted = [(number, spec) for number in parse_numbers(args.images) for spec in specs]
     kodak_paths(args.kodak, sorted({number for number, _ in wanted}))  # every image is there, before any work
