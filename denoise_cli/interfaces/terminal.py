@@ -75,12 +75,9 @@ class TerminalEvents(Events):
 
 
 def describe_finish(facts: dict) -> str:
-    """zsn2n's finish of the network's estimate: which steps ran, in what time, and why the refinement did not."""
+    """zsn2n's finish of the network's estimate: which steps ran, and in what time."""
     steps = [label for key, label in (("refined", "refine"), ("unclipped", "unclip")) if facts[key][0]]
-    text = f"finish {facts['finish_seconds']:.2f}s ({'+'.join(steps) or 'nothing to do'})"
-    if "+refine" in facts["mode"] and not facts["refined"][0]:
-        text += f", refinement left out: the noise grows with the signal (share {facts['signal_share'][0]:.2f})"
-    return text
+    return f"finish {facts['finish_seconds']:.2f}s ({'+'.join(steps) or 'nothing to do'})"
 
 
 def describe(record: dict) -> str:

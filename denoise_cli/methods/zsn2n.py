@@ -10,16 +10,17 @@ of the diagonal pixels is sub-image D1, of the anti-diagonal pixels D2) and the 
 with Adam (lr 1e-3) for 2000 steps and StepLR(1500, 0.5), as in the paper's notebook (``exact=True``).
 
 The default mode computes the same two terms more cheaply: D1 and D2 go through the network as one batch, and the
-consistency term is evaluated on a random crop of x (aligned to the 2x2 grid) the size of a half-image, instead of on
-all of x, which took two thirds of the work; and it takes FAST_ITERATIONS steps (the learning rate halved after
+consistency term is evaluated on a random crop of x (aligned to the 2x2 grid) the size of a half-image, instead of
+on all of x, which took two thirds of the work; and it takes FAST_ITERATIONS steps (the learning rate halved after
 three quarters of them, as in the paper's schedule), which the benchmark shows reach the paper's quality; its final
 network's estimate is the mean of the passes over the four flips of the image (FLIPS), and it is then refined by a
 non-local average of the noisy image whose matches are found on that estimate (:mod:`.guided_average`, ``refine``;
-0.2-2.5 dB on the calibration crops, a few seconds per 256x256 image; README.md gives the held-out figures), unless
-the noise is mostly photon noise (MAX_SIGNAL_SHARE); last, the bias that the clipping of the noisy data at 0 and 1
-leaves near black and white is undone (:mod:`.clipping`, ``unclip``). Large images are fitted on random crops,
-so memory stays bounded; the final pass runs tile by tile with a 2-pixel halo, which the 5x5 receptive field makes
-exactly equal to a pass over the whole image (no seams).
+0.2-2.5 dB on the calibration crops under Gaussian noise, 0.2-2.3 dB under Poisson noise, a few seconds per 256x256
+image; README.md gives the held-out figures); last, the bias that the clipping of the noisy data at 0 and 1 leaves
+near black and white is undone (:mod:`.clipping`, ``unclip``; with a Poisson-Gaussian noise model where the noise is
+mostly photon noise, MAX_SIGNAL_SHARE). Large images are fitted on random crops, so memory stays bounded; the final
+pass runs tile by tile with a 2-pixel halo, which the 5x5 receptive field makes exactly equal to a pass over the
+whole image (no seams).
 """
 from __future__ import annotations
 
@@ -55,10 +56,14 @@ RECEPTIVE_RADIUS = 2
 #: Kodak 7 at sigma 25, so the rotations are left out.
 NO_FLIP = ((),)
 FLIPS = ((), (-1,), (-2,), (-2, -1))
-#: The refinement is left out where more than this share of the noise variance grows with the signal (photon noise,
-#: :func:`noise_level.fit_noise_variance`): on Poisson noise (peak 50) it lowered the PSNR of Kodak 1, 3 and 8 by
-#: 0.7, 0.15 and 0.2 dB, while it raised it by 0.2-2.5 dB under Gaussian noise. Measured shares: Gaussian sigma 25 and
-#: 50 on Kodak 1, 3, 8, 12 and the samples 0-0.36; Poisson peak 10 and 50 on Kodak 1, 3, 8 and the samples 0.53-1.
+#: Where more than this share of the noise variance grows with the signal (photon noise,
+#: :func:`noise_level.fit_noise_variance`), the clipping correction uses the fitted model (variance a v + b) instead
+#: of one sigma. Measured shares: Gaussian sigma 25 and 50 on Kodak 1, 3, 8, 12 and the samples 0-0.36; Poisson peak
+#: 10 and 50 on Kodak 1, 3, 8 and the samples 0.53-1. The refinement runs on photon noise too, with one sigma for the
+#: image. (It was left out before, on a measurement of -0.7 / -0.15 / -0.2 dB on Kodak 1, 3, 8 that the code of
+#: 2026-12-03 does not reproduce; the noise estimate it uses has changed since.) On the 256^2 crops of Kodak 1, 3, 8, 12
+#: at Poisson peak 50 the default gained +0.17 / +2.29 / +1.20 / +1.16 dB with it, on Kodak 1 and 3 at peak 10
+#: +0.52 / +2.83 dB; weights set by the model's variance at each patch's level did 0.12 and 0.02 dB worse there.
 MAX_SIGNAL_SHARE = 0.45
 
 
@@ -187,12 +192,11 @@ def zsn2n_denoise(x: torch.Tensor, iterations: Steps = "auto", learning_rate: fl
     2000 and 1500 with ``exact`` (see ``schedule``). channels: the network width. exact: the paper's procedure step
     for step (whole image, three passes a step, nothing after the network); otherwise the faster default (see the
     module docstring), whose estimate is then finished (:func:`finish_estimate`, images of at least 7x7 pixels):
-    refine, its guided non-local average (left out where the noise is mostly signal-dependent, see
-    MAX_SIGNAL_SHARE); unclip, its correction of the bias clipping leaves near 0 and 1. seed: makes the fit
-    deterministic on the CPU. Returns the denoised batch and facts: final_loss per image, iterations, step_size, mode
-    ("exact", or "fast" with "+refine" and "+unclip" as asked), flips (passes averaged in the final pass), seconds,
-    and when a finish ran: per image signal_share (the noise's signal-dependent share), refined and unclipped (whether
-    each step ran) and sigma (the noise level, in [0, 1] units); finish_seconds in all.
+    refine, its guided non-local average; unclip, its correction of the bias clipping leaves near 0 and 1. seed:
+    makes the fit deterministic on the CPU. Returns the denoised batch and facts: final_loss per image, iterations,
+    step_size, mode ("exact", or "fast" with "+refine" and "+unclip" as asked), flips (passes averaged in the final
+    pass), seconds, and when a finish ran: per image signal_share (the noise's signal-dependent share), refined and
+    unclipped (whether each step ran) and sigma (the noise level, in [0, 1] units); finish_seconds in all.
     """
     if x.dim() != 4:
         raise ValueError(f"expected (N, C, H, W), got shape {tuple(x.shape)}")
@@ -222,22 +226,20 @@ def zsn2n_denoise(x: torch.Tensor, iterations: Steps = "auto", learning_rate: fl
 
 def finish_estimate(image: torch.Tensor, estimate: torch.Tensor, progress: Optional[ProgressCallback] = None,
                     refine: bool = True, unclip: bool = True) -> tuple[torch.Tensor, dict]:
-    """The default's finish of one image's (1, C, H, W) network estimate: the guided refinement (``refine``; left out
-    where the noise is mostly signal-dependent), then the clipping correction (``unclip``; left out where the noisy
-    image has values outside [0, 1], which were not clipped). Returns the result and its facts (signal_share,
-    refined, unclipped, sigma, seconds)."""
+    """The default's finish of one image's (1, C, H, W) network estimate: the guided refinement (``refine``), then the
+    clipping correction (``unclip``; left out where the noisy image has values outside [0, 1], which were not
+    clipped). Returns the result and its facts (signal_share, refined, unclipped, sigma, seconds)."""
     started = time.perf_counter()
     variance = fit_noise_variance(image, estimate)[0]
     noise = estimate_noise(image)
     photon = variance.signal_share > MAX_SIGNAL_SHARE
-    refined = refine and not photon
-    if refined:
+    if refine:
         estimate = guided_average(image, estimate, noise.effective, progress)
     unclipped = unclip and bool(image.min() >= 0) and bool(image.max() <= 1)
     if unclipped:  # photon noise by its fitted model, Gaussian noise by its sigma before clipping
         slope, offset = (variance.slope, variance.offset) if photon else (0.0, float(noise.underlying[0]) ** 2)
         estimate = clipping.unclip(estimate, slope, offset)
-    facts = {"signal_share": round(variance.signal_share, 4), "refined": refined, "unclipped": unclipped,
+    facts = {"signal_share": round(variance.signal_share, 4), "refined": refine, "unclipped": unclipped,
              "sigma": float(noise.effective[0]), "seconds": time.perf_counter() - started}
     return estimate, facts
 
