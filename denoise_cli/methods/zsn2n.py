@@ -15,12 +15,12 @@ on all of x, which took two thirds of the work; and it takes FAST_ITERATIONS ste
 three quarters of them, as in the paper's schedule), which the benchmark shows reach the paper's quality; its final
 network's estimate is the mean of the passes over the four flips of the image (FLIPS), and it is then refined by a
 non-local average of the noisy image whose matches are found on that estimate (:mod:`.guided_average`, ``refine``;
-0.2-2.5 dB on the calibration crops under Gaussian noise, 0.2-2.3 dB under Poisson noise, a few seconds per 256x256
-image; README.md gives the held-out figures); last, the bias that the clipping of the noisy data at 0 and 1 leaves
-near black and white is undone (:mod:`.clipping`, ``unclip``; with a Poisson-Gaussian noise model where the noise is
-mostly photon noise, MAX_SIGNAL_SHARE). Large images are fitted on random crops, so memory stays bounded; the final
-pass runs tile by tile with a 2-pixel halo, which the 5x5 receptive field makes exactly equal to a pass over the
-whole image (no seams).
+0.2-2.5 dB on the calibration crops under Gaussian noise, 0.16-2.67 dB under Poisson noise, a few seconds per
+256x256 image; README.md gives the held-out figures); last, the bias that the clipping of the noisy data at 0 and 1
+leaves near black and white is undone (:mod:`.clipping`, ``unclip``; with a Poisson-Gaussian noise model where the
+noise is mostly photon noise, MAX_SIGNAL_SHARE). Large images are fitted on random crops, so memory stays bounded;
+the final pass runs tile by tile with a 2-pixel halo, which the 5x5 receptive field makes exactly equal to a pass
+over the whole image (no seams).
 """
 from __future__ import annotations
 
