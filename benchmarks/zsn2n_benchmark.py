@@ -23,7 +23,8 @@ stopped (the file keeps the device and torch version of each line; the table is 
 it when the same case, settings and threads come again: the finish (refinement, clipping correction) can then be
 changed and re-scored without refitting (the fit is deterministic: seeded by the image, one thread per case).
 
-A method may carry settings for zsn2n_denoise to try a variant beside the others: ``fast:iterations=1000;learning_rate=2e-3``.
+A method may carry settings for zsn2n_denoise to try a variant beside the others: ``fast:iterations=1000;learning_rate=2e-3``,
+``fast:precision=float32``.
 """
 from __future__ import annotations
 
@@ -81,14 +82,24 @@ METHODS = {
 
 
 def run_method(spec: str, x: torch.Tensor, seed: int, estimate: Optional[Path] = None) -> dict:
-    """``name`` or ``name:key=value;...`` (numbers as numbers) applied to x: {row suffix: (result, seconds)};
-    ``estimate``: where the default's network estimate is kept (see --estimates)."""
+    """``name`` or ``name:key=value;...`` (numbers as numbers, else words) applied to x: {row suffix: (result,
+    seconds)}; ``estimate``: where the default's network estimate is kept (see --estimates)."""
     name, _, extra = spec.partition(":")
     settings = {}
     for item in filter(None, extra.split(";")):
         key, _, value = item.partition("=")
-        settings[key] = float(value) if "." in value or "e" in value else int(value)
+        settings[key] = _number_or_word(value)
     return METHODS[name](x, seed, estimate, **settings)
+
+
+def _number_or_word(value: str):
+    """'3' -> 3, '2e-3' -> 0.002, 'float32' -> 'float32'."""
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
 
 
 def score_case(kodak: Path, number: int, spec: str, methods: list, device: str, threads: int,

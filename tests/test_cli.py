@@ -8,6 +8,8 @@ import torch
 from PIL import Image
 from skimage.metrics import structural_similarity
 
+from denoise_cli.core.device import computes_bf16_natively, resolve_device
+
 from .conftest import SAMPLES, noisy_copy, run_cli, run_subprocess, save
 
 
@@ -160,11 +162,14 @@ def test_verbose_shows_the_device(tmp_path, grass):
     assert "on cpu" in result.stderr and "iterations 3" in result.stderr
 
 
+AUTO_PRECISION = "bfloat16" if computes_bf16_natively(resolve_device("auto")) else "float32"
+
+
 @pytest.mark.parametrize("extra, mode", [
-    ([], "mode fast+refine+unclip (mean of 4 flipped passes), finish "),
-    (["--no-refine"], "mode fast+unclip (mean of 4 flipped passes), finish "),
-    (["--no-refine", "--no-unclip"], "mode fast (mean of 4 flipped passes)\n"),
-    (["--exact"], "mode exact\n")])
+    ([], f"mode fast+refine+unclip, {AUTO_PRECISION} fit (mean of 4 flipped passes), finish "),
+    (["--no-refine", "--precision", "bfloat16"], "mode fast+unclip, bfloat16 fit (mean of 4 flipped passes), finish "),
+    (["--no-refine", "--no-unclip", "--precision", "float32"], "mode fast, float32 fit (mean of 4 flipped passes)\n"),
+    (["--exact", "--precision", "bfloat16"], "mode exact, float32 fit\n")])
 def test_verbose_says_which_zsn2n_mode_ran(tmp_path, grass, extra, mode):
     source = save(tmp_path / "g.png", grass)
     result = run_cli("zsn2n", source, "-o", tmp_path / "o.png", "-v", "--iterations", "2", "--seed", "1", *extra)

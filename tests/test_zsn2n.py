@@ -1,12 +1,17 @@
-"""ZS-N2N: the downsampler and loss by hand, the fit's effect, exact tiling, determinism."""
+"""ZS-N2N: the downsampler and loss by hand, the fit's effect, its precision, exact tiling, determinism."""
+import re
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from denoise_cli.core.metrics import psnr
+from denoise_cli.core import device as device_module
+from denoise_cli.methods import zsn2n
 from denoise_cli.methods.zsn2n import (FAST_ITERATIONS, FLIPS, ZSN2N, apply_denoiser, pad_to_even, pair_downsample,
-                                       schedule, zsn2n_denoise, zsn2n_loss)
+                                       resolve_precision, schedule, zsn2n_denoise, zsn2n_loss)
 
 
 class Constant(nn.Module):
@@ -72,8 +77,8 @@ def _noisy_blocks(seed=0):
     return clean, noisy
 
 
-@pytest.mark.parametrize("exact", [False, True])
-def test_a_short_fit_lowers_the_loss_and_raises_psnr(exact):
+@pytest.mark.parametrize("exact, precision", [(False, "float32"), (False, "bfloat16"), (True, "float32")])
+def test_a_short_fit_lowers_the_loss_and_raises_psnr(exact, precision):
     clean, noisy = _noisy_blocks()
     losses, phases = [], []
 
@@ -82,12 +87,42 @@ def test_a_short_fit_lowers_the_loss_and_raises_psnr(exact):
         if info["phase"] == "fitting":
             losses.append(info["loss"])
 
-    out, facts = zsn2n_denoise(noisy, iterations=300, learning_rate=3e-3, seed=1, exact=exact, progress=record)
-    assert out.shape == noisy.shape
+    out, facts = zsn2n_denoise(noisy, iterations=300, learning_rate=3e-3, seed=1, exact=exact, precision=precision,
+                               progress=record)
+    assert out.shape == noisy.shape and out.dtype == noisy.dtype
     assert min(losses[-5:]) < losses[0]
     assert float(psnr(out, clean)) > float(psnr(noisy.clamp(0, 1), clean)) + 3
     assert facts["mode"] == ("exact" if exact else "fast+refine+unclip")
+    assert facts["precision"] == precision
     assert ("refining" in phases) == (not exact and facts["refined"] == [True])
+
+
+def test_a_bfloat16_fit_computes_in_bfloat16_and_lands_near_the_float32_one():
+    clean, noisy = _noisy_blocks()
+    runs = {precision: zsn2n_denoise(noisy, iterations=100, learning_rate=3e-3, seed=1, precision=precision,
+                                     refine=False, unclip=False) for precision in ("float32", "bfloat16")}
+    (full, full_facts), (half, half_facts) = runs["float32"], runs["bfloat16"]
+    assert full_facts["final_loss"] != half_facts["final_loss"]  # the arithmetic differs: autocast took effect
+    assert abs(float(psnr(full, clean)) - float(psnr(half, clean))) < 0.5
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_bfloat16_only_where_the_hardware_computes_it(monkeypatch, native):
+    monkeypatch.setattr(zsn2n, "computes_bf16_natively", lambda device: native)
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", False, cpu) == (torch.bfloat16 if native else torch.float32)
+    assert resolve_precision("float32", False, cpu) == torch.float32
+    assert resolve_precision("bfloat16", False, cpu) == torch.bfloat16  # asked for: emulated where not native
+    assert resolve_precision("bfloat16", True, cpu) == torch.float32  # --exact is the paper's float32 procedure
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve_precision("float16", False, cpu)
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="reads the CPU's flags from Linux's /proc/cpuinfo")
+def test_native_bfloat16_on_the_cpu_follows_the_cpus_own_flags():
+    flags = set(re.search(r"^flags\s*:(.*)$", Path("/proc/cpuinfo").read_text(), re.M).group(1).split())
+    expected = bool(flags & {"avx512_bf16", "amx_bf16"})
+    assert device_module.computes_bf16_natively(torch.device("cpu")) == expected
 
 
 def test_the_fit_is_deterministic_with_a_seed():

@@ -69,3 +69,14 @@ def set_threads(count: int) -> None:
     """Make torch's intra-op pool ``count`` threads (on the CPU; a GPU run needs few)."""
     if torch.get_num_threads() != count:
         torch.set_num_threads(max(1, count))
+
+
+def computes_bf16_natively(device: torch.device) -> bool:
+    """Whether ``device`` has bfloat16 arithmetic in hardware: a CUDA GPU that supports it (Ampere and later), or a
+    CPU with AVX-512 BF16 or AMX instructions. Elsewhere torch emulates bfloat16, more slowly than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+        return any(check is not None and check() for check in checks)
+    return False

@@ -24,6 +24,7 @@ from ..core.errors import DenoiseError, UsageError, plain_reason
 from ..core.psf_files import check_psf_path, write_psf_file
 from ..core.imageio import STDIO
 from ..methods import METHODS, Method
+from ..methods.zsn2n import PRECISIONS
 from .config import Defaults, load_defaults
 from .options import (NO_PSF, AutoOr, FiniteFloat, NoiseType, PsfSpec, batch_options, device_option,
                       experiment_options, solver_options)
@@ -177,14 +178,17 @@ def tv(ctx: click.Context, weight, norm, channels, max_iter, tol, **options) -> 
               help="Refine the network's estimate with a non-local average of the noisy image matched on it.")
 @click.option("--unclip/--no-unclip", show_default=True,
               help="Undo the bias that clipping the noisy image at black and white leaves in the estimate.")
+@click.option("--precision", type=click.Choice(PRECISIONS), show_default=True,
+              help="Arithmetic of the network's fit: 'auto' is bfloat16 where the CPU or GPU computes it in hardware "
+                   "(AVX-512 BF16, AMX, CUDA Ampere+), else float32. --exact always fits in float32.")
 @experiment_options
 @batch_options
 @click.pass_context
 def zsn2n(ctx: click.Context, iterations, learning_rate, step_size, gamma, channels, exact, refine, unclip,
-          **options) -> None:
+          precision, **options) -> None:
     """Zero-Shot Noise2Noise: fit a tiny network on each noisy image."""
     settings = {"iterations": iterations, "learning_rate": learning_rate, "step_size": step_size, "gamma": gamma,
-                "channels": channels, "exact": exact, "refine": refine, "unclip": unclip,
+                "channels": channels, "exact": exact, "refine": refine, "unclip": unclip, "precision": precision,
                 "seed": options["seed"]}
     run_method(ctx, METHODS["zsn2n"], settings, **options)
 

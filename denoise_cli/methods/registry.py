@@ -19,7 +19,7 @@ METHODS = {
     "tv": Method("tv", tv.tv_denoise, ("weight", "norm", "channels", "max_iter", "tol"), takes_output_step=True),
     "zsn2n": Method("zsn2n", zsn2n.zsn2n_denoise,
                     ("iterations", "learning_rate", "step_size", "gamma", "channels", "exact", "refine", "unclip",
-                     "seed")),
+                     "precision", "seed")),
     "deblur": Method("deblur", deblur.deblur,
                      ("psf", "psf_size", "weight", "regularizer", "method", "max_iter", "tol"), suffix=".deblurred"),
     "noise": Method("noise", _unchanged, (), suffix=".noisy"),

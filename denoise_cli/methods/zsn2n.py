@@ -20,10 +20,12 @@ non-local average of the noisy image whose matches are found on that estimate (:
 leaves near black and white is undone (:mod:`.clipping`, ``unclip``; with a Poisson-Gaussian noise model where the
 noise is mostly photon noise, MAX_SIGNAL_SHARE). Large images are fitted on random crops, so memory stays bounded;
 the final pass runs tile by tile with a 2-pixel halo, which the 5x5 receptive field makes exactly equal to a pass
-over the whole image (no seams).
+over the whole image (no seams). The default's fit runs in ``channels_last`` layout and, where the CPU or GPU does
+bfloat16 in hardware, in bfloat16 (:data:`PRECISIONS`).
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Optional, Union
 
@@ -31,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.device import computes_bf16_natively
 from .base import ProgressCallback
 from .guided_average import guided_average
 from . import clipping
@@ -65,6 +68,10 @@ FLIPS = ((), (-1,), (-2,), (-2, -1))
 #: at Poisson peak 50 the default gained +0.17 / +2.29 / +1.20 / +1.16 dB with it, on Kodak 1 and 3 at peak 10
 #: +0.52 / +2.83 dB; weights set by the model's variance at each patch's level did 0.12 and 0.02 dB worse there.
 MAX_SIGNAL_SHARE = 0.45
+#: The default's fit: "auto" computes the network in bfloat16 (autocast; the loss and the weights stay float32) where
+#: the device does bfloat16 in hardware (:func:`computes_bf16_natively`), else in float32. ``exact`` always fits in
+#: float32. The final pass and the finish run in float32 either way.
+PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 class ZSN2N(nn.Module):
@@ -184,7 +191,7 @@ def schedule(iterations: Steps, step_size: Steps, exact: bool) -> tuple[int, int
 
 def zsn2n_denoise(x: torch.Tensor, iterations: Steps = "auto", learning_rate: float = 1e-3,
                   step_size: Steps = "auto", gamma: float = 0.5, channels: int = 48, exact: bool = False,
-                  refine: bool = True, unclip: bool = True, seed: Optional[int] = None,
+                  refine: bool = True, unclip: bool = True, precision: str = "auto", seed: Optional[int] = None,
                   progress: Optional[ProgressCallback] = None) -> tuple[torch.Tensor, dict]:
     """Denoise each image of (N, C, H, W) in [0, 1] with its own freshly fitted ZS-N2N network.
 
@@ -192,15 +199,17 @@ def zsn2n_denoise(x: torch.Tensor, iterations: Steps = "auto", learning_rate: fl
     2000 and 1500 with ``exact`` (see ``schedule``). channels: the network width. exact: the paper's procedure step
     for step (whole image, three passes a step, nothing after the network); otherwise the faster default (see the
     module docstring), whose estimate is then finished (:func:`finish_estimate`, images of at least 7x7 pixels):
-    refine, its guided non-local average; unclip, its correction of the bias clipping leaves near 0 and 1. seed:
-    makes the fit deterministic on the CPU. Returns the denoised batch and facts: final_loss per image, iterations,
-    step_size, mode ("exact", or "fast" with "+refine" and "+unclip" as asked), flips (passes averaged in the final
-    pass), seconds, and when a finish ran: per image signal_share (the noise's signal-dependent share), refined and
-    unclipped (whether each step ran) and sigma (the noise level, in [0, 1] units); finish_seconds in all.
+    refine, its guided non-local average; unclip, its correction of the bias clipping leaves near 0 and 1.
+    precision: the arithmetic of the default's fit (:data:`PRECISIONS`; ``exact`` fits in float32). seed: makes the
+    fit deterministic on the CPU. Returns the denoised batch and facts: final_loss per image, iterations, step_size,
+    mode ("exact", or "fast" with "+refine" and "+unclip" as asked), precision (of the fit), flips (passes averaged
+    in the final pass), seconds, and when a finish ran: per image signal_share (the noise's signal-dependent share),
+    refined and unclipped (whether each step ran) and sigma (the noise level, in [0, 1] units); finish_seconds in all.
     """
     if x.dim() != 4:
         raise ValueError(f"expected (N, C, H, W), got shape {tuple(x.shape)}")
     iterations, step_size = schedule(iterations, step_size, exact)
+    fit_dtype = resolve_precision(precision, exact, x.device)
     started = time.perf_counter()
     flips = NO_FLIP if exact else FLIPS
     finishing = not exact and min(x.shape[-2:]) >= PATCH
@@ -208,7 +217,8 @@ def zsn2n_denoise(x: torch.Tensor, iterations: Steps = "auto", learning_rate: fl
     outputs, losses, finishes = [], [], []
     for index in range(x.shape[0]):
         image = x[index:index + 1].float()
-        model, loss = _fit(image, iterations, learning_rate, step_size, gamma, channels, exact, seed, progress)
+        model, loss = _fit(image, iterations, learning_rate, step_size, gamma, channels, exact, fit_dtype, seed,
+                           progress)
         estimate = apply_denoiser(model, image, flips=flips)
         if refine or unclip:
             estimate, finish = finish_estimate(image, estimate, progress, refine, unclip)
@@ -216,7 +226,8 @@ def zsn2n_denoise(x: torch.Tensor, iterations: Steps = "auto", learning_rate: fl
         outputs.append(estimate)
         losses.append(loss)
     facts = {"final_loss": losses, "iterations": iterations, "step_size": step_size,
-             "mode": "exact" if exact else "fast" + "+refine" * refine + "+unclip" * unclip, "flips": len(flips),
+             "mode": "exact" if exact else "fast" + "+refine" * refine + "+unclip" * unclip,
+             "precision": str(fit_dtype).removeprefix("torch."), "flips": len(flips),
              "seconds": round(time.perf_counter() - started, 3)}
     if finishes:
         facts.update({key: [one[key] for one in finishes] for key in ("signal_share", "refined", "unclipped", "sigma")})
@@ -244,13 +255,32 @@ def finish_estimate(image: torch.Tensor, estimate: torch.Tensor, progress: Optio
     return estimate, facts
 
 
+def resolve_precision(precision: str, exact: bool, device: torch.device) -> torch.dtype:
+    """The dtype the network computes in while it is fitted (see :data:`PRECISIONS`)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if exact or precision == "float32":
+        return torch.float32
+    if precision == "auto" and not computes_bf16_natively(device):
+        return torch.float32
+    return torch.bfloat16
+
+
 def _fit(image: torch.Tensor, iterations: int, learning_rate: float, step_size: int, gamma: float, width: int,
-         exact: bool, seed: Optional[int], progress: Optional[ProgressCallback]) -> tuple[nn.Module, float]:
+         exact: bool, dtype: torch.dtype, seed: Optional[int],
+         progress: Optional[ProgressCallback]) -> tuple[nn.Module, float]:
+    """Fit a fresh network on ``image`` (1, C, H, W); the default's fit runs in ``channels_last`` layout on the CPU
+    and CUDA and under autocast to ``dtype`` when that is not float32. Returns the network (eval mode) and its last
+    loss."""
     generator = torch.Generator().manual_seed(seed if seed is not None else int(torch.seed() % 2**63))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
         model = ZSN2N(image.shape[1], width).to(image.device)
     padded = pad_to_even(image)
+    if not exact and image.device.type in ("cpu", "cuda"):
+        model = model.to(memory_format=torch.channels_last)
+        padded = padded.contiguous(memory_format=torch.channels_last)
+    autocast = torch.autocast(image.device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
     loss = torch.zeros(())
@@ -259,7 +289,8 @@ def _fit(image: torch.Tensor, iterations: int, learning_rate: float, step_size: 
         if exact:
             loss = zsn2n_loss(model, padded)[0]
         else:
-            loss = fast_loss(model, _random_crop(padded, FIT_CROP, generator), generator)
+            with autocast:
+                loss = fast_loss(model, _random_crop(padded, FIT_CROP, generator), generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
