@@ -75,7 +75,7 @@ def computes_bf16_natively(device: torch.device) -> bool:
     """Whether ``device`` has bfloat16 arithmetic in hardware: a CUDA GPU that supports it (Ampere and later), or a
     CPU with AVX-512 BF16 or AMX instructions. Elsewhere torch emulates bfloat16, more slowly than float32."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        return torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type == "cpu":
         checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
         return any(check is not None and check() for check in checks)
