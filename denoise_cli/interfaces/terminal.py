@@ -87,8 +87,7 @@ def describe(record: dict) -> str:
             parts.append(f"{label} {record[key]:.4g}")
     if "mode" in record["facts"]:  # zsn2n: the paper's procedure or the default, its final pass and refinement
         flips = record["facts"].get("flips", 1)
-        precision = record["facts"].get("precision", "float32")
-        parts.append(f"mode {record['facts']['mode']}, {precision} fit"
+        parts.append(f"mode {record['facts']['mode']}, {record['facts']['precision']} fit"
                      + (f" (mean of {flips} flipped passes)" if flips > 1 else ""))
         if "finish_seconds" in record["facts"]:
             parts.append(describe_finish(record["facts"]))

@@ -259,9 +259,7 @@ def resolve_precision(precision: str, exact: bool, device: torch.device) -> torc
     """The dtype the network computes in while it is fitted (see :data:`PRECISIONS`)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if exact or precision == "float32":
-        return torch.float32
-    if precision == "auto" and not computes_bf16_natively(device):
+    if exact or precision == "float32" or (precision == "auto" and not computes_bf16_natively(device)):
         return torch.float32
     return torch.bfloat16
 
