@@ -1,4 +1,6 @@
 """TV and the ROF solver: against scikit-image, against an independent primal-dual solver, and by its properties."""
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import torch
@@ -272,6 +274,36 @@ def test_the_duality_gap_in_row_blocks_equals_the_whole_image_one(dims):
     whole = 0.5 * (candidate - u).double().pow(2).flatten(1).sum(dim=1) + lam.double() * (
         sum_of_group_norms(g, dims) - (g * p.double()).flatten(1).sum(dim=1))
     assert torch.allclose(duality_gap(u, p, lam, dims, candidate=candidate, rows=8), whole, rtol=1e-6, atol=1e-9)
+    # in bands of rows (the solver's threads), the bands' terms add up to the whole
+    bands = [duality_gap(u, p, lam, dims, candidate=candidate, rows=8, rows_between=span)
+             for span in ((0, 13), (13, 14), (14, 37))]
+    assert torch.allclose(sum(bands), whole, rtol=1e-6, atol=1e-9)
+
+
+def test_the_solver_runs_its_bands_on_single_threaded_torch_and_gives_the_threads_back():
+    """The solver sweeps one band of rows per torch thread on threads of its own, with torch single-threaded inside;
+    afterwards torch has its threads again, and the result is as close to the one-band result as both bounds allow."""
+    from denoise_cli.methods.operators import group_dims
+    from denoise_cli.methods.rof import solve_rof
+    f = torch.rand(1, 3, 64, 48, generator=torch.Generator().manual_seed(1))
+    previous = torch.get_num_threads()
+    try:
+        results = {}
+        for threads in (1, 3):
+            torch.set_num_threads(threads)
+            results[threads], _, facts = solve_rof(f, torch.tensor([0.1]), group_dims("isotropic", "coupled"), 500,
+                                                   1e-4, 10)
+            assert torch.get_num_threads() == threads
+            assert facts["converged"]
+        assert float((results[1] - results[3]).pow(2).mean().sqrt()) <= 2e-4  # each within 1e-4 of the exact one
+        # solves overlapping on threads of their own (as in `serve`): the last to end gives the threads back
+        torch.set_num_threads(2)
+        with ThreadPoolExecutor(3) as pool:
+            list(pool.map(lambda seed: solve_rof(torch.rand(1, 3, 64 + seed, 48), torch.tensor([0.1]),
+                                                 group_dims("isotropic", "coupled"), 500, 1e-4, 10), range(6)))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(previous)
 
 
 @pytest.mark.parametrize("dims", [(1, 2), (2,), (1,), ()])
@@ -284,16 +316,16 @@ def test_the_projection_puts_every_group_in_the_unit_ball(dims):
 
 def test_one_solver_sweep_in_row_blocks_is_one_whole_image_fista_step():
     """The fused sweep (momentum of the last step, dual step, projection, restart test, average) done a few rows at
-    a time equals the whole-image formulas, for every row-block boundary case (first, middle, last, one-row blocks),
-    every norm group, one weight or one per image."""
-    from denoise_cli.methods.rof import _sweep
+    a time, in one to three bands of rows on threads of their own, equals the whole-image formulas, for every
+    row-block boundary case (first, middle, last, one-row blocks), every norm group, one weight or one per image."""
+    from denoise_cli.methods.rof import RowBands, _sweep
     torch.manual_seed(0)
-    f = torch.rand(2, 3, 11, 9)
+    f = torch.rand(2, 3, 150, 9)
 
     def feasible_dual(dims):
         g = zero_dual(f)
-        g[:, :, 0, :-1] = torch.randn(2, 3, 10, 9)
-        g[:, :, 1, :, :-1] = torch.randn(2, 3, 11, 8)
+        g[:, :, 0, :-1] = torch.randn(2, 3, 149, 9)
+        g[:, :, 1, :, :-1] = torch.randn(2, 3, 150, 8)
         return g / group_norms(g, dims).clamp_min(1.0)
 
     for dims in ((1, 2), (2,), (1,), ()):
@@ -306,12 +338,14 @@ def test_one_solver_sweep_in_row_blocks_is_one_whole_image_fista_step():
             new = q + (1 / (8 * lam)).view(2, 1, 1, 1, 1) * gradient(image)
             new = new / group_norms(new, dims).clamp_min(1.0)
             uphill = float(((q - new) * (new - p)).sum()) > 0
-            average = torch.rand(2, 3, 11, 9)
-            for rows in (1, 2, 5, 10, 128):
+            average = torch.rand(2, 3, 150, 9)
+            for rows, count in ((1, 1), (2, 2), (5, 1), (10, 3), (128, 2), (7, 3), (256, 3)):
                 buffers = [zero_dual(f).copy_(x) for x in (p, back)]
                 mixed = average.clone()
-                window = zero_dual(f[:, :, :rows + 2])
-                went_uphill = _sweep(f, lam4, step, dims, *buffers, window, 0.4, mixed, 0.25, rows)
+                windows = [zero_dual(f[:, :, :rows + 2]) for _ in range(count)]
+                with RowBands(f.shape[-2], count) as bands:
+                    assert bands.count == count
+                    went_uphill = _sweep(f, lam4, step, dims, *buffers, windows, 0.4, mixed, 0.25, rows, bands)
                 assert torch.allclose(buffers[1], new, atol=1e-6)  # the new iterate in out
                 assert torch.allclose(buffers[0], p - new, atol=1e-6)  # p - p_new in p
                 assert torch.allclose(mixed, 0.75 * average + 0.25 * image, atol=1e-6)

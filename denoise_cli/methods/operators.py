@@ -23,6 +23,8 @@ import torch
 NORMS = ("isotropic", "anisotropic")
 CHANNEL_MODES = ("coupled", "separate")
 REDUCTIONS = ("none", "sum", "mean")
+#: The duality gap is summed this many rows at a time (float32 within a block, float64 across blocks).
+GAP_ROWS = 64
 
 
 def check_modes(norm: str, channels: str) -> None:
@@ -128,14 +130,16 @@ def total_variation(x: torch.Tensor, norm: str = "isotropic", channels: str = "s
 
 
 def duality_gap(u: torch.Tensor, p: torch.Tensor, lam: torch.Tensor, dims: tuple,
-                candidate: Optional[torch.Tensor] = None, rows: int = 64) -> torch.Tensor:
+                candidate: Optional[torch.Tensor] = None, rows: int = GAP_ROWS,
+                rows_between: Optional[tuple[int, int]] = None) -> torch.Tensor:
     """P(candidate) - D(p) per image, float64, shape (N,): the sum of :func:`duality_gap_terms`."""
-    distance, variation = duality_gap_terms(u, p, lam, dims, candidate, rows)
+    distance, variation = duality_gap_terms(u, p, lam, dims, candidate, rows, rows_between)
     return distance + variation
 
 
 def duality_gap_terms(u: torch.Tensor, p: torch.Tensor, lam: torch.Tensor, dims: tuple,
-                      candidate: Optional[torch.Tensor] = None, rows: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+                      candidate: Optional[torch.Tensor] = None, rows: int = GAP_ROWS,
+                      rows_between: Optional[tuple[int, int]] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The two terms of P(candidate) - D(p) per image, float64, each (N,), for u = f + lambda div p (N, C, H, W)
     and any image ``candidate`` (default: u itself, the usual ROF duality gap).
 
@@ -143,15 +147,16 @@ def duality_gap_terms(u: torch.Tensor, p: torch.Tensor, lam: torch.Tensor, dims:
     1/2 ||candidate - u||^2 plus lambda sum(||grad candidate|| - <grad candidate, p>), a sum of terms that are
     non-negative for a feasible p (one per group): each block's terms are summed in float32 (all of one sign: no
     cancellation) and the blocks in float64. ``rows`` image rows at a time, so that the temporaries stay small (and
-    in cache).
+    in cache). ``rows_between`` (start, stop): only the terms of the rows start..stop-1 (default: all).
     """
     n, channels, height, width = u.shape
     variation = torch.zeros(n, dtype=torch.float64, device=u.device)
     distance = torch.zeros_like(variation)
     image = u if candidate is None else candidate
     g = u.new_empty(n, channels, 2, min(rows, height), width)
-    for top in range(0, height, rows):
-        bottom = min(top + rows, height)
+    start, stop = rows_between or (0, height)
+    for top in range(start, stop, rows):
+        bottom = min(top + rows, stop)
         block = g[:, :, :, :bottom - top]
         _gradient_rows_into(image, top, bottom, block)
         inner = block.mul(p[..., top:bottom, :])
