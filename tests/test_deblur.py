@@ -338,6 +338,18 @@ def test_a_deconvolution_rings_by_a_wrong_kernel_not_by_the_true_one():
     assert not rings(right, 15) and rings(wrong, 15)
 
 
+def test_of_the_kernels_found_the_one_that_rings_least_is_chosen_then_the_lowest_objective():
+    """A wrong kernel (the blur turned by 90 degrees) given the lowest objective still loses to the true one, whose
+    deconvolution stays in range; between kernels that ring alike, the lower objective wins."""
+    kernel = parse_psf("motion:15,0")
+    blurred, _ = _blur_valid(_gray_grass(174, 174), kernel.numpy())
+    gray = torch.from_numpy(blurred).float()
+    wrong = parse_psf("motion:15,90")
+    assert blind.choose_kernel(gray, [(wrong, 1.0), (kernel, 2.0)]) is kernel
+    same = kernel.clone()
+    assert blind.choose_kernel(gray, [(kernel, 2.0), (same, 1.0)]) is same
+
+
 def test_a_blind_kernel_that_rings_is_not_used(tmp_path, monkeypatch):
     sharp = np.rint(_gray_grass(160, 160) * 255).astype(np.uint8)  # a photo with no blur to find
     Image.fromarray(sharp).save(tmp_path / "sharp.png")

@@ -19,7 +19,7 @@ import torch
 
 from ..core.errors import DenoiseError
 from .base import ProgressCallback
-from .blind import chan_wong, estimate_psf
+from .blind import chan_wong, estimate_psf, ring_share
 from .deconvolution import tv_deconvolve
 from .psf import as_array, parse_psf
 
@@ -36,7 +36,6 @@ AUTO = "auto"
 #: Levin 4-4 (6.5 %, +3.8 dB over its input but 8x the true kernel's error: ringing); the five worst of the 7
 #: outputs worse than their inputs (-9.1 to -1.0 dB) had 3.1-8.7 %, the two mildest (-1.2, -0.15 dB) under 1 %.
 RING_OVERSHOOT = 0.03
-RANGE_MARGIN = 0.01
 
 
 def deblur(x: torch.Tensor, psf: str, psf_size: int = 31, weight="auto", regularizer: str = "tv",
@@ -83,12 +82,8 @@ def deblur(x: torch.Tensor, psf: str, psf_size: int = 31, weight="auto", regular
 def rings(restored: torch.Tensor, border: int) -> bool:
     """Whether a deconvolution ``restored`` (1, C, H, W), of an image in [0, 1], rings: more than RING_OVERSHOOT of
     its values, inside a border of ``border`` pixels (the kernel's size) where one is left, lie beyond [0, 1] by
-    more than RANGE_MARGIN."""
-    height, width = restored.shape[-2:]
-    if min(height, width) > 4 * border:
-        restored = restored[..., border:height - border, border:width - border]
-    out_of_range = (restored < -RANGE_MARGIN) | (restored > 1 + RANGE_MARGIN)
-    return float(out_of_range.double().mean()) > RING_OVERSHOOT
+    more than RANGE_MARGIN (:func:`.blind.ring_share`)."""
+    return ring_share(restored, border) > RING_OVERSHOOT
 
 
 def kernel_dropped(facts: dict) -> bool:
