@@ -30,6 +30,7 @@ each updated by one regularised division in the Fourier domain per round, from a
 from __future__ import annotations
 
 import math
+import threading
 from typing import Optional
 
 import torch
@@ -40,6 +41,7 @@ from .deconvolution import tv_deconvolve
 from .noise_level import estimate_noise
 from .operators import laplacian_symbol, periodic_divergence, periodic_gradient
 from .psf import transfer_function
+from .threads import TorchThreadPool
 
 #: The kernel is estimated on at most the centre ESTIMATION_WINDOW x ESTIMATION_WINDOW pixels of an image: a 12 Mpx
 #: photo's kernel then takes about 90 s on 2 cores. Smaller windows lose accuracy (Kodak 14/17/20/23, three Levin
@@ -106,17 +108,21 @@ def estimate_psf(x: torch.Tensor, psf_size: int, progress: Optional[ProgressCall
     top, left = max((height - ESTIMATION_WINDOW) // 2, 0), max((width - ESTIMATION_WINDOW) // 2, 0)
     gray = x[0, :, top:top + ESTIMATION_WINDOW, left:left + ESTIMATION_WINDOW].float().mean(dim=0)
     steps = {"done": 0, "all": len(RUNS) * (len(scale_sizes(psf_size)) * ALTERNATIONS + FINAL_ALTERNATIONS)}
+    lock = threading.Lock()  # the runs report from threads of their own
 
     def step() -> None:
-        steps["done"] += 1
-        if progress is not None:
-            progress(steps["done"], steps["all"], {"phase": "estimating the blur"})
+        with lock:
+            steps["done"] += 1
+            if progress is not None:
+                progress(steps["done"], steps["all"], {"phase": "estimating the blur"})
 
-    found = [_coarse_to_fine(gray, psf_size, start, prune, step) for start, prune in RUNS]
-    return choose_kernel(gray, found).double()
+    threads = TorchThreadPool.threads() if gray.device.type == "cpu" else 1
+    with TorchThreadPool(min(threads, len(RUNS)), "blind-run") as pool:
+        found = pool.map(lambda run: _coarse_to_fine(gray, psf_size, *run, step), RUNS)
+        return choose_kernel(gray, found, pool).double()
 
 
-def choose_kernel(gray: torch.Tensor, found: list) -> torch.Tensor:
+def choose_kernel(gray: torch.Tensor, found: list, pool: Optional[TorchThreadPool] = None) -> torch.Tensor:
     """Of the (kernel, final objective) pairs ``found`` for the gray image (H, W), the kernel whose deconvolution of
     the image (the non-blind pass with the rule weight, as the final one) rings least: the fewest values out of range
     (:func:`ring_share`, in steps of RING_SHARE_STEP), then the lowest objective.
@@ -126,7 +132,8 @@ def choose_kernel(gray: torch.Tensor, found: list) -> torch.Tensor:
     and 32.84 dB (the best of the four: 22 / 28 / 31, 33.21 dB); on Kodak photos blurred by Levin's kernels
     (benchmarks/deblur_levin.py --held-out, 32 each) 31.34 -> 31.62 dB on 14/17/20/23 and 26.35 -> 26.73 on
     13/16/19/22 (a /tmp harness with the SURE-searched weight, 2026-12-04). The exact share (no steps) chose as well
-    on Levin's set but worse on the textured photos (26.64 dB, two more outputs below their inputs)."""
+    on Levin's set but worse on the textured photos (26.64 dB, two more outputs below their inputs). The restorations
+    run on ``pool``'s threads when given."""
     if len(found) == 1:
         return found[0][0]
 
@@ -135,7 +142,8 @@ def choose_kernel(gray: torch.Tensor, found: list) -> torch.Tensor:
         restored, _ = tv_deconvolve(gray[None, None], kernel, search=False)
         return round(ring_share(restored, max(kernel.shape)) / RING_SHARE_STEP), objective
 
-    return min(found, key=score)[0]
+    scores = (pool or TorchThreadPool(1)).map(score, found)
+    return found[scores.index(min(scores))][0]
 
 
 def ring_share(restored: torch.Tensor, border: int) -> float:

@@ -18,21 +18,21 @@ it is in cache, instead of one pass over memory each. The extrapolated point q i
 window of a few rows, so the solver keeps two dual buffers and three images (f, the average, u at the checks): about
 28 bytes per value, 2.15-2.24 GiB peak RSS for a 6000x4000 RGB photo (2.51 GiB with a whole q). The dual buffers are
 laid out row-major first, so that a block of rows is one piece of memory. On the CPU the image is cut into one band
-of rows per thread, each swept on a thread of its own with torch single-threaded (:class:`RowBands`): 1024^2 RGB per
-channel, 14 ms per iteration on a 2-core Xeon, against 29 ms on torch's two OpenMP threads under the command's
-passive waiting (as on one thread) and 14 ms with them spinning. On a GPU the sweep is one block, the whole image.
+of rows per thread, each swept on a thread of its own with torch single-threaded (:class:`RowBands`, see
+:mod:`.threads`): 1024^2 RGB per channel, 14 ms per iteration on a 2-core Xeon, against 29 ms on torch's two OpenMP
+threads under the command's passive waiting (as on one thread) and 14 ms with them spinning. On a GPU the sweep is
+one block, the whole image.
 """
 from __future__ import annotations
 
 import math
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional, TypeVar
 
 import torch
 
 from .base import ProgressCallback
 from .operators import GAP_ROWS, divergence_of_dual, duality_gap_terms, project_onto_dual_ball
+from .threads import TorchThreadPool
 
 T = TypeVar("T")
 
@@ -83,7 +83,7 @@ def solve_rof(f: torch.Tensor, lam: torch.Tensor, dims: tuple, max_iter: int, to
     if p_start is not None:
         p.copy_(p_start)
     back = zero_dual(f)  # p's previous value minus p; every buffer keeps zero boundary entries
-    bands = RowBands(f.shape[-2], RowBands.threads() if f.device.type == "cpu" else 1)
+    bands = RowBands(f.shape[-2], TorchThreadPool.threads() if f.device.type == "cpu" else 1)
     # each band's rows of q = p - momentum * back that the sweep is at
     windows = [zero_dual(f[:, :, :min(rows + 2, f.shape[-2])]) for _ in range(bands.count)]
     momentum = 0.0
@@ -159,64 +159,25 @@ def _certify(u: torch.Tensor, p: torch.Tensor, lam: torch.Tensor, dims: tuple, a
 def _gap_terms(u: torch.Tensor, p: torch.Tensor, lam: torch.Tensor, dims: tuple, candidate: Optional[torch.Tensor],
                bands: "RowBands") -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`operators.duality_gap_terms`, a band of rows per thread of ``bands``."""
-    parts = bands.map(lambda start, stop: duality_gap_terms(u, p, lam, dims, candidate, rows_between=(start, stop)))
+    parts = bands.map_bands(lambda start, stop: duality_gap_terms(u, p, lam, dims, candidate,
+                                                                  rows_between=(start, stop)))
     return sum(part[0] for part in parts), sum(part[1] for part in parts)
 
 
-class RowBands:
-    """An image's rows split into ``count`` bands, each swept on a thread of its own, with torch single-threaded
-    inside (use as a context manager; one band runs on the calling thread).
-
-    The command runs torch's OpenMP threads with passive waiting (see ``__main__``), and waking them for each of the
-    ~100 small operations of an iteration cost what the second core gave: 1024^2 RGB per channel took 29 ms per
-    iteration on two OpenMP threads and on one (a 2-core Xeon); with a band per thread, 14 ms, and no thread spins
-    while it waits. torch's thread count is one setting for the whole process: the first solve to start (of those
-    running at once, as in ``serve``) sets it to 1 and the last to end sets it back.
-    """
-
-    _lock = threading.Lock()
-    _running = 0  # solves in band mode now
-    _torch_threads = 0  # torch's thread count before the first of them started
+class RowBands(TorchThreadPool):
+    """An image's rows split into ``count`` bands, each swept on a thread of its own with torch single-threaded
+    (:class:`.threads.TorchThreadPool`; use as a context manager)."""
 
     def __init__(self, height: int, count: int):
         # bands start at multiples of the duality gap's blocks of rows, so that the gap is summed over the same
         # blocks whatever the number of bands (the same reports with one thread or two)
         blocks = -(-height // GAP_ROWS)
-        self.count = max(1, min(count, blocks))
+        super().__init__(min(count, blocks), "rof-band")
         self.bounds = [min(height, blocks * band // self.count * GAP_ROWS) for band in range(self.count + 1)]
-        self._pool: Optional[ThreadPoolExecutor] = None
 
-    def __enter__(self) -> "RowBands":
-        if self.count > 1:
-            with RowBands._lock:
-                if RowBands._running == 0:
-                    RowBands._torch_threads = torch.get_num_threads()
-                    torch.set_num_threads(1)
-                RowBands._running += 1
-            self._pool = ThreadPoolExecutor(self.count, thread_name_prefix="rof-band")
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
-            with RowBands._lock:
-                RowBands._running -= 1
-                if RowBands._running == 0:
-                    torch.set_num_threads(RowBands._torch_threads)
-
-    @staticmethod
-    def threads() -> int:
-        """torch's thread count, as it is outside the solves in band mode."""
-        with RowBands._lock:
-            return RowBands._torch_threads if RowBands._running else torch.get_num_threads()
-
-    def map(self, work: Callable[[int, int], T]) -> list[T]:
+    def map_bands(self, work: Callable[[int, int], T]) -> list[T]:
         """work(start, stop) for each band's rows start..stop-1, on the bands' threads; the results in band order."""
-        spans = list(zip(self.bounds[:-1], self.bounds[1:]))
-        if self._pool is None:
-            return [work(start, stop) for start, stop in spans]
-        return list(self._pool.map(lambda span: work(*span), spans))
+        return self.map(lambda span: work(*span), list(zip(self.bounds[:-1], self.bounds[1:])))
 
 
 def zero_dual(f: torch.Tensor) -> torch.Tensor:
@@ -248,7 +209,7 @@ def _sweep(f: torch.Tensor, lam4: torch.Tensor, step, dims: tuple, p: torch.Tens
         return _sweep_band(f, lam4, step, dims, p, out, windows[bands.bounds.index(start)], momentum, average,
                            average_share, rows, start, stop, above, below)
 
-    return bool(torch.stack(bands.map(sweep_band)).sum() < 0)
+    return bool(torch.stack(bands.map_bands(sweep_band)).sum() < 0)
 
 
 def _sweep_band(f: torch.Tensor, lam4: torch.Tensor, step, dims: tuple, p: torch.Tensor, out: torch.Tensor,
