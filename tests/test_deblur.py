@@ -317,6 +317,23 @@ def test_a_large_image_is_estimated_on_its_centre_window(monkeypatch):
     assert torch.equal(estimate_psf(image, 7), whole)
 
 
+def test_the_blind_estimate_is_the_same_on_one_thread_or_two_and_gives_the_threads_back():
+    """The runs go to threads of their own with torch single-threaded inside, so the kernel found does not depend on
+    the number of threads, and torch has its thread count back afterwards."""
+    blurred, _ = _blur_valid(_gray_grass(96, 96), parse_psf("motion:7,30").numpy())
+    image = torch.from_numpy(blurred).float()[None, None]
+    previous = torch.get_num_threads()
+    try:
+        found = {}
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            found[threads] = estimate_psf(image, 9)
+            assert torch.get_num_threads() == threads
+        assert torch.equal(found[1], found[2])
+    finally:
+        torch.set_num_threads(previous)
+
+
 def test_chan_wong_baseline_returns_a_normalised_kernel():
     sharp = np.asarray(Image.open(SAMPLES / "grass.png").convert("L"), dtype=np.float64)[:96, :96] / 255
     blurred, _ = _blur_valid(sharp, parse_psf("box:3").numpy())
