@@ -136,7 +136,7 @@ def solve_rof(f: torch.Tensor, lam: torch.Tensor, dims: tuple, max_iter: int, to
 
 
 def _certify(u: torch.Tensor, p: torch.Tensor, lam: torch.Tensor, dims: tuple, average: torch.Tensor, tol: float,
-             bands: "RowBands") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+             bands: RowBands) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
     """The certificate of u = f + lam div p (N, C, H, W): per image, the gap G and the certified RMSE bound (N,), and
     whether the bound is the midpoint's (u + average) / 2 (N,, bool); and whether the average lags (the plain gap is
     under half of the average's: start it again). The plain gap is computed only when the midpoint's bound is not
@@ -157,7 +157,7 @@ def _certify(u: torch.Tensor, p: torch.Tensor, lam: torch.Tensor, dims: tuple, a
 
 
 def _gap_terms(u: torch.Tensor, p: torch.Tensor, lam: torch.Tensor, dims: tuple, candidate: Optional[torch.Tensor],
-               bands: "RowBands") -> tuple[torch.Tensor, torch.Tensor]:
+               bands: RowBands) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`operators.duality_gap_terms`, a band of rows per thread of ``bands``."""
     parts = bands.map_bands(lambda start, stop: duality_gap_terms(u, p, lam, dims, candidate,
                                                                   rows_between=(start, stop)))
@@ -199,9 +199,8 @@ def _sweep(f: torch.Tensor, lam4: torch.Tensor, step, dims: tuple, p: torch.Tens
     Writes p_new = project(q + step * grad(f + lam div q)) into ``out`` and p - p_new into ``p``, and mixes
     f + lam div q into ``average``: average += average_share * (image - average). Uphill: <q - p_new, p_new - p> > 0.
     """
-    inner_bounds = bands.bounds[1:-1]
     edges = {bound: torch.add(p[..., bound - 1:bound + 1, :], out[..., bound - 1:bound + 1, :], alpha=-momentum)
-             for bound in inner_bounds}
+             for bound in bands.bounds[1:-1]}
 
     def sweep_band(start: int, stop: int) -> torch.Tensor:
         above = edges[start][..., :1, :] if start in edges else None
