@@ -44,7 +44,7 @@ from .psf import transfer_function
 from .threads import TorchThreadPool
 
 #: The kernel is estimated on at most the centre ESTIMATION_WINDOW x ESTIMATION_WINDOW pixels of an image: a 12 Mpx
-#: photo's kernel then takes about 90 s on 2 cores. Smaller windows lose accuracy (Kodak 14/17/20/23, three Levin
+#: photo's kernel then takes about 40 s on 2 cores. Smaller windows lose accuracy (Kodak 14/17/20/23, three Levin
 #: kernels: 24.5 dB on 384^2 windows against 23.2 on 256^2); 1024 against the whole image was not measured.
 ESTIMATION_WINDOW = 1024
 #: The coarsest kernel is about this many pixels across; scales step by sqrt(2).
@@ -102,7 +102,7 @@ def estimate_psf(x: torch.Tensor, psf_size: int, progress: Optional[ProgressCall
     help.
 
     An image larger than ESTIMATION_WINDOW on a side is estimated on its centre window of that size (the blur is
-    taken to be the same over the frame): the time grows with the pixels (about 90 s for 1024^2 on 2 CPU cores).
+    taken to be the same over the frame): the time grows with the pixels (about 40 s for 1024^2 on 2 CPU cores).
     """
     height, width = x.shape[-2:]
     top, left = max((height - ESTIMATION_WINDOW) // 2, 0), max((width - ESTIMATION_WINDOW) // 2, 0)
@@ -116,8 +116,7 @@ def estimate_psf(x: torch.Tensor, psf_size: int, progress: Optional[ProgressCall
             if progress is not None:
                 progress(steps["done"], steps["all"], {"phase": "estimating the blur"})
 
-    threads = TorchThreadPool.threads() if gray.device.type == "cpu" else 1
-    with TorchThreadPool(min(threads, len(RUNS)), "blind-run") as pool:
+    with TorchThreadPool(min(TorchThreadPool.threads(gray.device), len(RUNS)), "blind-run") as pool:
         found = pool.map(lambda run: _coarse_to_fine(gray, psf_size, *run, step), RUNS)
         return choose_kernel(gray, found, pool).double()
 

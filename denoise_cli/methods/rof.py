@@ -83,7 +83,7 @@ def solve_rof(f: torch.Tensor, lam: torch.Tensor, dims: tuple, max_iter: int, to
     if p_start is not None:
         p.copy_(p_start)
     back = zero_dual(f)  # p's previous value minus p; every buffer keeps zero boundary entries
-    bands = RowBands(f.shape[-2], TorchThreadPool.threads() if f.device.type == "cpu" else 1)
+    bands = RowBands(f.shape[-2], TorchThreadPool.threads(f.device))
     # each band's rows of q = p - momentum * back that the sweep is at
     windows = [zero_dual(f[:, :, :min(rows + 2, f.shape[-2])]) for _ in range(bands.count)]
     momentum = 0.0
