@@ -1,4 +1,5 @@
 """ZS-N2N: the downsampler and loss by hand, the fit's effect, its precision, exact tiling, determinism."""
+import copy
 import re
 from pathlib import Path
 
@@ -52,6 +53,19 @@ def test_network_shape_follows_the_paper():
     assert [tuple(m.weight.shape) for m in (net.conv1, net.conv2, net.conv3)] == [(48, 3, 3, 3), (48, 48, 3, 3),
                                                                                   (3, 48, 1, 1)]
     assert net.act.negative_slope == 0.2
+
+
+def test_in_place_activation_gives_the_papers_values_and_gradients():
+    torch.manual_seed(0)
+    net = ZSN2N(3, 8)
+    paper = copy.deepcopy(net)
+    paper.act = torch.nn.LeakyReLU(0.2)  # the paper's, not in place
+    x = torch.randn(2, 3, 12, 10)
+    outputs = [model(x) for model in (net, paper)]
+    assert net.act.inplace and torch.equal(*outputs)
+    for output in outputs:
+        output.square().sum().backward()
+    assert all(torch.equal(a.grad, b.grad) for a, b in zip(net.parameters(), paper.parameters()))
 
 
 def test_pad_to_even_reflects_odd_sides():
