@@ -1,4 +1,5 @@
 """ZS-N2N: the downsampler and loss by hand, the fit's effect, its precision, exact tiling, determinism."""
+import contextlib
 import copy
 import re
 from pathlib import Path
@@ -11,8 +12,10 @@ from torch import nn
 from denoise_cli.core.metrics import psnr
 from denoise_cli.core import device as device_module
 from denoise_cli.methods import zsn2n
-from denoise_cli.methods.zsn2n import (FAST_ITERATIONS, FLIPS, ZSN2N, apply_denoiser, pad_to_even, pair_downsample,
-                                       resolve_precision, schedule, zsn2n_denoise, zsn2n_loss)
+from denoise_cli.methods.threads import TorchThreadPool
+from denoise_cli.methods.zsn2n import (FAST_ITERATIONS, FLIPS, ZSN2N, BandedNetwork, apply_denoiser, fast_loss,
+                                       pad_to_even, pair_downsample, resolve_precision, schedule, zsn2n_denoise,
+                                       zsn2n_loss)
 
 
 class Constant(nn.Module):
@@ -66,6 +69,24 @@ def test_in_place_activation_gives_the_papers_values_and_gradients():
     for output in outputs:
         output.square().sum().backward()
     assert all(torch.equal(a.grad, b.grad) for a, b in zip(net.parameters(), paper.parameters()))
+
+
+@pytest.mark.parametrize("bands", [2, 3])
+def test_a_step_in_bands_of_rows_equals_the_whole_pass(bands):
+    torch.manual_seed(0)
+    net = ZSN2N(3, 8)
+    x = torch.rand(1, 3, 40, 36)
+    whole_loss = fast_loss(net, x, torch.Generator().manual_seed(1))
+    whole_loss.backward()
+    whole = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad(set_to_none=True)
+    with TorchThreadPool(bands) as pool:
+        network = BandedNetwork(net, pool, contextlib.nullcontext)
+        banded_loss = fast_loss(net, x, torch.Generator().manual_seed(1), network)
+        network.backward(banded_loss)
+    assert banded_loss.item() == pytest.approx(whole_loss.item(), rel=1e-6)
+    for expected, parameter in zip(whole, net.parameters()):
+        assert torch.allclose(parameter.grad, expected, rtol=1e-5, atol=1e-7)
 
 
 def test_pad_to_even_reflects_odd_sides():
