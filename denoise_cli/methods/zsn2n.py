@@ -88,8 +88,8 @@ class ZSN2N(nn.Module):
         self.conv2 = nn.Conv2d(width, width, 3, padding=1)
         self.conv3 = nn.Conv2d(width, channels, 1)
         # In place: the same values and gradients as the paper's (with a positive slope the output's sign is the
-        # input's), one activation fewer in memory. On a 2-core CPU a bfloat16 fit step 12 % faster on 256^2
-        # (5 % on 512^2), the command on a 256^2 photo 24.4-25.1 s against 25.6-26.2 s, the same output bits.
+        # input's), one activation fewer in memory; on a 2-core CPU a bfloat16 fit step 12 % faster on 256^2, 5 %
+        # on 512^2.
         self.act = nn.LeakyReLU(negative_slope=0.2, inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -323,8 +323,8 @@ def _fit(image: torch.Tensor, iterations: int, learning_rate: float, step_size: 
          exact: bool, dtype: torch.dtype, seed: Optional[int],
          progress: Optional[ProgressCallback]) -> tuple[nn.Module, float]:
     """Fit a fresh network on ``image`` (1, C, H, W); the default's fit runs in ``channels_last`` layout on the CPU
-    and CUDA and under autocast to ``dtype`` when that is not float32. Returns the network (eval mode) and its last
-    loss."""
+    and CUDA and under autocast to ``dtype`` when that is not float32, and on the CPU, for an image of at most
+    BANDED_MAX_PIXELS, in bands of rows (:class:`BandedNetwork`). Returns the network (eval mode) and its last loss."""
     generator = torch.Generator().manual_seed(seed if seed is not None else int(torch.seed() % 2**63))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
