@@ -129,14 +129,6 @@ def total_variation(x: torch.Tensor, norm: str = "isotropic", channels: str = "s
     return total / x.numel() if reduction == "mean" else total
 
 
-def duality_gap(u: torch.Tensor, p: torch.Tensor, lam: torch.Tensor, dims: tuple,
-                candidate: Optional[torch.Tensor] = None, rows: int = GAP_ROWS,
-                rows_between: Optional[tuple[int, int]] = None) -> torch.Tensor:
-    """P(candidate) - D(p) per image, float64, shape (N,): the sum of :func:`duality_gap_terms`."""
-    distance, variation = duality_gap_terms(u, p, lam, dims, candidate, rows, rows_between)
-    return distance + variation
-
-
 def duality_gap_terms(u: torch.Tensor, p: torch.Tensor, lam: torch.Tensor, dims: tuple,
                       candidate: Optional[torch.Tensor] = None, rows: int = GAP_ROWS,
                       rows_between: Optional[tuple[int, int]] = None) -> tuple[torch.Tensor, torch.Tensor]:

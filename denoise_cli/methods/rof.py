@@ -138,7 +138,7 @@ def solve_rof(f: torch.Tensor, lam: torch.Tensor, dims: tuple, max_iter: int, to
 def _certify(u: torch.Tensor, p: torch.Tensor, lam: torch.Tensor, dims: tuple, average: torch.Tensor, tol: float,
              bands: RowBands) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
     """The certificate of u = f + lam div p (N, C, H, W): per image, the gap G and the certified RMSE bound (N,), and
-    whether the bound is the midpoint's (u + average) / 2 (N,, bool); and whether the average lags (the plain gap is
+    whether the bound is the midpoint's (u + average) / 2 (N,), bool; and whether the average lags (the plain gap is
     under half of the average's: start it again). The plain gap is computed only when the midpoint's bound is not
     yet below ``tol``."""
     values_per_image = u[0].numel()
