@@ -91,4 +91,3 @@ def test_texture_of_a_gray_photo_does_not_read_as_noise(name, sigma):
     crop = clean[top:top + 160, left:left + 256]
     estimate = float(estimate_noise(_noisy(crop, sigma, seed=sigma)).underlying[0]) * 255
     assert estimate == pytest.approx(sigma, abs=0.15 * sigma + 1.0)
-

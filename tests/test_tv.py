@@ -252,7 +252,7 @@ def test_auto_weight_is_not_fooled_by_a_mostly_clipped_image():
 
 @pytest.mark.parametrize("name, sigma", [("page", 2), ("page", 5), ("coins", 5)])
 def test_auto_weight_improves_a_gray_photo_with_light_noise(name, sigma):
-    # texture once read as noise of sigma ~10 on these gray photos, and the weight it set left them 0.9-8 dB worse
+    # texture once read as noise of sigma ~10 on these gray photos, and the weight it set left them 0.9-7.5 dB worse
     # than their noisy inputs
     clean = getattr(skimage.data, name)()
     height, width = clean.shape

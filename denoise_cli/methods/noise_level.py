@@ -91,7 +91,7 @@ def estimate_noise(x: torch.Tensor) -> NoiseLevel:
                                     else patches, channels)
         flat_sigma = _flat_reading(patches, channels, float(unclipped))
         if flat_sigma is not None and flat_sigma < TEXTURED_RATIO * unclipped:
-            sigma, unclipped = flat_sigma, flat_sigma
+            sigma, unclipped = flat_sigma, flat_sigma  # its patches lie far from 0 and 1: nothing clipped
         effective.append(sigma)
         underlying.append(unclipped)
     return NoiseLevel(torch.stack(effective), torch.stack(underlying))
