@@ -10,11 +10,12 @@ import torch
 from PIL import Image
 
 from denoise_cli.core.imageio import as_stored, samples_to_tensor, tensor_to_samples
+from denoise_cli.core.metrics import psnr
 from denoise_cli.core.noise import NoiseSpec, add_noise
 from denoise_cli.methods.sure import golden_max
 
 __all__ = ["DEFAULT_KODAK", "add_modes_option", "blur_valid", "parse_numbers", "golden_max", "kodak_mosaic",
-           "kodak_paths", "load_crop", "noisy", "print_table", "save_png"]
+           "kodak_paths", "load_crop", "noisy", "print_table", "save_png", "stored_psnr"]
 
 #: Kodak24 as the project's shared data folder holds it; every script takes --kodak to point elsewhere.
 DEFAULT_KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak24"
@@ -67,6 +68,11 @@ def noisy(clean: torch.Tensor, spec: str, seed: int) -> torch.Tensor:
     kind, level = spec.split(":")
     generator = torch.Generator().manual_seed(seed)
     return as_stored(add_noise(clean, NoiseSpec(kind, float(level)), generator), np.uint8)
+
+
+def stored_psnr(u: torch.Tensor, clean: torch.Tensor) -> float:
+    """PSNR (dB) of an image (1, C, H, W) in [0, 1] as an 8-bit file would store it, against ``clean``."""
+    return float(psnr(as_stored(u, np.uint8), clean)[0])
 
 
 def add_modes_option(parser, modes: Sequence[tuple]) -> None:

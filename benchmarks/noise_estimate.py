@@ -21,9 +21,7 @@ import numpy as np
 import torch
 from skimage.restoration import estimate_sigma
 
-from common import DEFAULT_KODAK, kodak_paths, load_crop, noisy, parse_numbers, print_table
-from denoise_cli.core.imageio import as_stored
-from denoise_cli.core.metrics import psnr
+from common import DEFAULT_KODAK, kodak_paths, load_crop, noisy, parse_numbers, print_table, stored_psnr
 from denoise_cli.methods.noise_level import estimate_noise
 from denoise_cli.methods.tv import tv_denoise
 
@@ -35,10 +33,6 @@ def peer_sigma(x: torch.Tensor) -> float:
     """scikit-image's estimate of one image (1, C, H, W), averaged over channels."""
     image = x[0].permute(1, 2, 0).double().numpy()
     return float(estimate_sigma(image, channel_axis=-1, average_sigmas=True))
-
-
-def score(u: torch.Tensor, clean: torch.Tensor) -> float:
-    return float(psnr(as_stored(u, np.uint8), clean)[0])
 
 
 def main() -> None:
@@ -63,9 +57,9 @@ def main() -> None:
                 for name, value in (("ours", ours), ("scikit-image", peer_sigma(x))):
                     errors.setdefault((mode, sigma, name), []).append(abs(math.log(max(value, 1e-6) / truth)))
                 if args.tv and mode == "gray":
-                    auto = score(tv_denoise(x, "auto")[0], clean)
-                    best = max(score(tv_denoise(x, float(weight))[0], clean) for weight in WEIGHT_GRID)
-                    denoised.setdefault(sigma, []).append((score(x, clean), auto, best))
+                    auto = stored_psnr(tv_denoise(x, "auto")[0], clean)
+                    best = max(stored_psnr(tv_denoise(x, float(weight))[0], clean) for weight in WEIGHT_GRID)
+                    denoised.setdefault(sigma, []).append((stored_psnr(x, clean), auto, best))
         print(f"kodim{number:02d} done", flush=True)
     print(f"Kodak {args.images}, 256x256 centre crops, 8-bit: mean |log(estimate / truth)| over "
           f"{len(numbers)} images")

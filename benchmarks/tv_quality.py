@@ -17,23 +17,17 @@ import argparse
 import math
 import statistics
 
-import numpy as np
 import torch
 from skimage.restoration import denoise_tv_chambolle
 
-from common import DEFAULT_KODAK, add_modes_option, golden_max, kodak_paths, load_crop, noisy, print_table
-from denoise_cli.core.imageio import as_stored
-from denoise_cli.core.metrics import psnr
+from common import (DEFAULT_KODAK, add_modes_option, golden_max, kodak_paths, load_crop, noisy, print_table,
+                    stored_psnr)
 from denoise_cli.methods.tv import tv_denoise
 
 SIGMAS = (15, 25, 50)
 TOL = 1e-3
 MODES = [("isotropic", "coupled"), ("isotropic", "separate"), ("anisotropic", "coupled"),
          ("anisotropic", "separate")]
-
-
-def score(u: torch.Tensor, clean: torch.Tensor) -> float:
-    return float(psnr(as_stored(u, np.uint8), clean)[0])
 
 
 def main() -> None:
@@ -54,16 +48,16 @@ def main() -> None:
             for norm, channels in modes:
                 auto, facts = tv_denoise(x, "auto", norm, channels, tol=TOL)
                 weight = facts["weight"][0]
-                _, best = golden_max(lambda w: score(tv_denoise(x, w, norm, channels, tol=TOL)[0], clean),
+                _, best = golden_max(lambda w: stored_psnr(tv_denoise(x, w, norm, channels, tol=TOL)[0], clean),
                                      0.4 * weight, 2.5 * weight, rel_tol=0.005)
-                results.setdefault(((norm, channels), sigma), []).append((score(auto, clean), best))
+                results.setdefault(((norm, channels), sigma), []).append((stored_psnr(auto, clean), best))
             if args.skip_peer:
                 continue
             f = x[0].permute(1, 2, 0).double().numpy()
 
             def chambolle(w):
                 u = denoise_tv_chambolle(f, weight=w, eps=1e-5, max_num_iter=2000, channel_axis=-1)
-                return score(torch.from_numpy(u).permute(2, 0, 1)[None].float(), clean)
+                return stored_psnr(torch.from_numpy(u).permute(2, 0, 1)[None].float(), clean)
 
             _, best = golden_max(chambolle, 0.005, 0.5, rel_tol=0.005)
             results.setdefault(("skimage", sigma), []).append((best, best))
