@@ -1,7 +1,8 @@
 """ZS-N2N following the paper's protocol: PSNR/SSIM and run time of --exact, the default, and TV as a baseline.
 
-The default's row ("fast") is followed by rows for the same fit finished less: "fast, not unclipped" (the guided
-refinement without the clipping correction) and "fast, network only" (neither). The fit is
+The default's row ("fast") is followed by rows for the same fit finished less: "fast, residual not restored"
+(without what light noise's residual gives back), "fast, not unclipped" (the guided refinement, and the residual,
+without the clipping correction) and "fast, network only" (none of them). The fit is
 ``zsn2n_denoise(refine=False, unclip=False)``, then ``finish_estimate`` as the default applies it (a test holds the
 two paths equal); each row is timed with only its own steps.
 
@@ -58,8 +59,9 @@ def timed(function) -> tuple:
 
 
 def default_and_less_finished(x: torch.Tensor, seed: int, estimate: Optional[Path] = None, **settings) -> dict:
-    """The default's result, the same without the clipping correction, and the network-only estimate, from one fit
-    (read from the file ``estimate`` when it exists, else fitted and saved there), each with its seconds."""
+    """The default's result, the same without the residual's restoration, without the clipping correction, and the
+    network-only estimate, from one fit (read from the file ``estimate`` when it exists, else fitted and saved
+    there), each with its seconds."""
     if estimate is not None and estimate.exists():
         plain, fit_seconds = torch.load(estimate)
         plain = plain.to(x.device)
@@ -68,9 +70,11 @@ def default_and_less_finished(x: torch.Tensor, seed: int, estimate: Optional[Pat
         if estimate is not None:
             torch.save((plain.cpu(), fit_seconds), estimate)
     finished, finish_seconds = timed(lambda: finish_estimate(x, plain)[0])
+    unrestored, unrestored_seconds = timed(lambda: finish_estimate(x, plain, restore=False)[0])
     refined, refine_seconds = timed(lambda: finish_estimate(x, plain, unclip=False)[0])
-    return {"": (finished, fit_seconds + finish_seconds), ", not unclipped": (refined, fit_seconds + refine_seconds),
-            ", network only": (plain, fit_seconds)}
+    return {"": (finished, fit_seconds + finish_seconds),
+            ", residual not restored": (unrestored, fit_seconds + unrestored_seconds),
+            ", not unclipped": (refined, fit_seconds + refine_seconds), ", network only": (plain, fit_seconds)}
 
 
 METHODS = {

@@ -9,7 +9,7 @@ from PIL import Image
 from denoise_cli.core.imageio import as_stored
 from denoise_cli.core.metrics import psnr
 from denoise_cli.core.noise import add_noise, parse_noise
-from denoise_cli.methods import guided_average as ga
+from denoise_cli.methods import guided_average as ga, zsn2n
 from denoise_cli.methods.noise_level import estimate_noise, fit_noise_variance
 from denoise_cli.methods.zsn2n import MAX_SIGNAL_SHARE, finish_estimate, zsn2n_denoise
 
@@ -155,3 +155,19 @@ def test_the_refinement_raises_psnr_on_a_real_photo(retina, noise):
     if noise == "gaussian:25":
         assert abs(facts["sigma"][0] * 255 - 25) < 4
     assert float(psnr(refined, clean)) > float(psnr(plain, clean)) + 0.5
+
+
+@pytest.mark.parametrize("sigma", [3, 25])
+def test_under_light_noise_the_finish_puts_back_what_the_estimate_smoothed_away(retina, sigma, monkeypatch):
+    # a blurred copy of the clean photo stands in for a network that took out texture with the noise
+    clean = _photo(retina)
+    noisy = as_stored(add_noise(clean, parse_noise(f"gaussian:{sigma}"), torch.Generator().manual_seed(5)), np.uint8)
+    smoothed = F.avg_pool2d(F.pad(clean, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    finished, facts = finish_estimate(noisy, smoothed, unclip=False)
+    monkeypatch.setattr(zsn2n, "RESIDUAL_MAX_SIGMA", 0.0)
+    refined_only, _ = finish_estimate(noisy, smoothed, unclip=False)
+    assert facts["residual_restored"] == (sigma < 7)
+    if sigma < 7:
+        assert float(psnr(finished, clean)) > float(psnr(refined_only, clean)) + 0.5
+    else:
+        assert torch.equal(finished, refined_only)

@@ -76,7 +76,8 @@ class TerminalEvents(Events):
 
 def describe_finish(facts: dict) -> str:
     """zsn2n's finish of the network's estimate: which steps ran, and in what time."""
-    steps = [label for key, label in (("refined", "refine"), ("unclipped", "unclip")) if facts[key][0]]
+    steps = [label for key, label in (("refined", "refine"), ("residual_restored", "residual"), ("unclipped", "unclip"))
+             if facts[key][0]]
     return f"finish {facts['finish_seconds']:.2f}s ({'+'.join(steps) or 'nothing to do'})"
 
 
