@@ -19,11 +19,11 @@ non-local average of the noisy image whose matches are found on that estimate (:
 256x256 image; README.md gives the held-out figures); under light noise, what stands out of the residual's noise
 (texture the network took out with it) is put back (:mod:`.dct_shrinkage`); last, the bias that the clipping of the
 noisy data at 0 and 1 leaves near black and white is undone (:mod:`.clipping`, ``unclip``; with a Poisson-Gaussian
-noise model where the noise is mostly photon noise, MAX_SIGNAL_SHARE). Large images are fitted on random crops, so memory stays bounded;
-the final pass runs tile by tile with a 2-pixel halo, which the 5x5 receptive field makes exactly equal to a pass
-over the whole image (no seams). The default's fit runs in ``channels_last`` layout and, where the CPU or GPU does
-bfloat16 in hardware, in bfloat16 (:data:`PRECISIONS`); on the CPU a small image's fit computes the network in
-bands of rows on threads of our own (:class:`BandedNetwork`).
+noise model where the noise is mostly photon noise, MAX_SIGNAL_SHARE). Large images are fitted on random crops, so
+memory stays bounded; the final pass runs tile by tile with a 2-pixel halo, which the 5x5 receptive field makes
+exactly equal to a pass over the whole image (no seams). The default's fit runs in ``channels_last`` layout and,
+where the CPU or GPU does bfloat16 in hardware, in bfloat16 (:data:`PRECISIONS`); on the CPU a small image's fit
+computes the network in bands of rows on threads of our own (:class:`BandedNetwork`).
 """
 from __future__ import annotations
 
