@@ -77,8 +77,8 @@ FLIPS = ((), (-1,), (-2,), (-2, -1))
 MAX_SIGNAL_SHARE = 0.45
 #: Under light noise the network also takes out fine texture, and the default fell below its noisy input (Kodak 13,
 #: 256^2, sigma 2: 31.45 dB against 42.03): below this sigma ([0, 1] units) the refined estimate gets back what
-#: stands out of its residual by more than RESIDUAL_THRESHOLD sigma in 8x8 DCT blocks. Chosen on Kodak 1-12 (256^2,
-#: one seeded fit per case, 11 images; a /tmp script): at 2.5 sigma +1.92 / +0.29 / -0.18 / -0.47 dB on average at
+#: stands out of its residual by more than RESIDUAL_THRESHOLD sigma in 8x8 DCT blocks. Chosen on Kodak 1-11 (256^2,
+#: colour, one seeded fit per case; a /tmp script): at 2.5 sigma +1.92 / +0.29 / -0.18 / -0.47 dB on average at
 #: sigma 2 / 5 / 10 / 15 (worst case +0.11 / -0.10 / -0.57 / -1.05); 2.7 and 3 sigma gained less where it gained
 #: (+1.80 and +1.63 at sigma 2) and lost less where it lost.
 RESIDUAL_MAX_SIGMA, RESIDUAL_THRESHOLD = 7 / 255, 2.5
