@@ -6,9 +6,9 @@ where they overlap.
 ZS-N2N's default finish uses it on the residual (noisy - estimate): what the network took out besides the noise,
 texture at light noise, stands out of the residual's white noise and is put back (see zsn2n.finish_estimate).
 
-The image is reflect-padded by BLOCK pixels and worked on in tiles of about TILE x TILE pixels that reach BLOCK
-pixels beyond their core, on the one grid of blocks: the result does not depend on the tile size, and the memory
-is that of a tile's blocks.
+The image is worked on in tiles of about TILE x TILE pixels that reach BLOCK pixels beyond their core (reflected
+beyond the image), on the one grid of blocks: the result does not depend on the tile size, and the memory beyond
+the output is that of a tile's blocks.
 """
 from __future__ import annotations
 
@@ -27,16 +27,22 @@ def dct_hard_threshold(x: torch.Tensor, sigma: float, factor: float) -> torch.Te
     zeroed, each channel on its own: same shape and dtype. (The padding repeats the edge pixels of images of at
     most BLOCK pixels on a side, which reflection cannot pad.)"""
     height, width = x.shape[-2:]
-    padded = F.pad(x.float(), (BLOCK,) * 4, mode="reflect" if min(height, width) > BLOCK else "replicate")
+    mode = "reflect" if min(height, width) > BLOCK else "replicate"
     basis = _dct_basis(x.device)
-    out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+    out = torch.empty_like(x)
     for top in range(0, height, TILE):
         for left in range(0, width, TILE):
             bottom, right = min(top + TILE, height), min(left + TILE, width)
-            window = padded[..., top:bottom + 2 * BLOCK, left:right + 2 * BLOCK]
+            # the tile and BLOCK pixels around it, padded where that reaches beyond the image (which the slice
+            # then reaches too, so its reflection is the image's)
+            first_row, end_row = max(top - BLOCK, 0), min(bottom + BLOCK, height)
+            first_column, end_column = max(left - BLOCK, 0), min(right + BLOCK, width)
+            window = F.pad(x[..., first_row:end_row, first_column:end_column].float(),
+                           (first_column - (left - BLOCK), right + BLOCK - end_column,
+                            first_row - (top - BLOCK), bottom + BLOCK - end_row), mode=mode)
             out[..., top:bottom, left:right] = _threshold_window(window, basis, sigma * factor)[
-                ..., BLOCK:BLOCK + bottom - top, BLOCK:BLOCK + right - left]
-    return out.to(x.dtype)
+                ..., BLOCK:BLOCK + bottom - top, BLOCK:BLOCK + right - left].to(x.dtype)
+    return out
 
 
 def _threshold_window(window: torch.Tensor, basis: torch.Tensor, threshold: float) -> torch.Tensor:
