@@ -61,7 +61,13 @@ def _threshold_window(window: torch.Tensor, basis: torch.Tensor, threshold: floa
 
 def _dct_basis(device: torch.device) -> torch.Tensor:
     """The orthonormal 2-D DCT-II of a BLOCK x BLOCK block flattened row-major: (BLOCK^2, BLOCK^2) float32."""
-    k = torch.arange(BLOCK, dtype=torch.float64)
-    basis = torch.cos(math.pi * (k[None] + 0.5) * k[:, None] / BLOCK) * math.sqrt(2 / BLOCK)
-    basis[0] /= math.sqrt(2)
+    basis = dct_matrix(BLOCK)
     return torch.kron(basis, basis).float().to(device)
+
+
+def dct_matrix(size: int) -> torch.Tensor:
+    """The orthonormal 1-D DCT-II of ``size`` samples: (frequency, position), float64."""
+    k = torch.arange(size, dtype=torch.float64)
+    basis = torch.cos(math.pi * (k[None] + 0.5) * k[:, None] / size) * math.sqrt(2 / size)
+    basis[0] /= math.sqrt(2)
+    return basis

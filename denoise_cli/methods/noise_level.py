@@ -26,13 +26,13 @@ the effective reading (mean error -0.1 / -0.3 / -0.7 at sigma 15 / 25 / 50 on th
 """
 from __future__ import annotations
 
-import math
 from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
 
 from .clipping import clipped_sigma_at_mean
+from .dct_shrinkage import dct_matrix
 
 #: Patch side, and the most patches used per image (a regular subsample beyond that, for large images).
 PATCH = 7
@@ -124,10 +124,9 @@ def _flat_reading(patches: torch.Tensor, channels: int, sigma: float) -> Optiona
 def _frequency_split(channels: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Orthonormal 2-D DCT-II rows for patches of ``channels`` x PATCH x PATCH values (channel-major, as unfold
     gives them), float64: (low, high), the coefficients of orders u + v in 1..FLAT_LOW_ORDER and above it."""
-    k = torch.arange(PATCH, dtype=torch.float64)
-    basis = torch.cos(math.pi * (k[None] + 0.5) * k[:, None] / PATCH) * math.sqrt(2 / PATCH)  # (frequency, position)
-    basis[0] /= math.sqrt(2)
-    basis = torch.einsum("ux,vy->uvxy", basis, basis).reshape(PATCH * PATCH, PATCH * PATCH)
+    basis = dct_matrix(PATCH)
+    basis = torch.kron(basis, basis)  # rows: frequencies (u, v) row-major; columns: positions row-major
+    k = torch.arange(PATCH)
     order = (k[:, None] + k[None]).flatten()
     low = basis[(order >= 1) & (order <= FLAT_LOW_ORDER)]
     high = basis[order > FLAT_LOW_ORDER]
