@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -18,6 +19,7 @@ import torch
 
 from denoise_cli.interfaces.cli import cli
 from denoise_cli.interfaces.config import load_defaults
+from denoise_cli.interfaces.serve import work as work_module
 from denoise_cli.interfaces.serve.app import create_app
 from denoise_cli.methods import deblur as deblur_module
 from denoise_cli.methods.psf import parse_psf
@@ -149,12 +151,33 @@ def test_client_names_are_never_paths(tmp_path, make_app):
     assert client.get(f"/api/jobs/{job_id}/images/7/output").status_code == 404
 
 
-def test_a_full_queue_is_busy(tmp_path, make_app):
+def test_a_full_queue_is_busy(tmp_path, make_app, monkeypatch):
+    """One worker held on the first job and a queue of one: the third job is refused as busy, and once the worker is
+    released both queued jobs finish and the queue takes jobs again. (Holding the worker makes this independent of how
+    fast a job runs: an earlier version relied on a long ZS-N2N fit and failed when the fit ended early.)"""
+    started, release = threading.Event(), threading.Event()
+    real_run_batch = work_module.run_batch
+
+    def held_run_batch(*args, **kwargs):
+        started.set()
+        release.wait(timeout=60)
+        return real_run_batch(*args, **kwargs)
+
+    monkeypatch.setattr(work_module, "run_batch", held_run_batch)
     _, client = make_app(queue_size=1)
-    image = ("a.png", (SAMPLES / "text.noisy.png").read_bytes())
-    codes = [_upload(client, image, method="zsn2n", iterations="3000").status_code for _ in range(3)]
-    assert codes[0] == 202 and 503 in codes[1:]
-    assert "busy" in _upload(client, image).get_json()["error"]
+    image = ("a.png", (SAMPLES / "text.png").read_bytes())
+    try:
+        first = _upload(client, image, weight="0.1")
+        assert first.status_code == 202 and started.wait(timeout=30)
+        second = _upload(client, image, weight="0.1")
+        assert second.status_code == 202
+        refused = _upload(client, image, weight="0.1")
+        assert refused.status_code == 503 and refused.get_json()["error"].startswith("busy")
+    finally:
+        release.set()
+    for response in (first, second):
+        assert _wait(client, response.get_json()["id"])["images"][0]["status"] == "done"
+    assert _upload(client, image, weight="0.1").status_code == 202
 
 
 def test_results_expire(tmp_path, make_app):
