@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from denoise_cli.methods.deblur import deblur, rings
 from denoise_cli.methods.deconvolution import (SURE_LOW, SURE_MIN_SIGMA, auto_weight, deblur_noise_level,
                                                 sure_weight, tv_deconvolve)
 from denoise_cli.methods.psf import parse_psf, transfer_function
+from denoise_cli.methods.threads import TorchThreadPool
 
 from .conftest import SAMPLES, run_cli
 
@@ -428,3 +430,30 @@ def test_tiles_give_the_whole_image_solution(monkeypatch):
     assert np.sqrt((difference ** 2).mean()) < 0.5 / 255
     psnrs = [-10 * np.log10(((u[0, 0].double().numpy() - sharp) ** 2).mean()) for u in (whole, tiled)]
     assert psnrs[1] > psnrs[0] - 0.05, psnrs  # (small tiles converge sooner: tiled is often a little closer)
+
+
+def test_tiles_on_threads_equal_tiles_one_after_another(monkeypatch):
+    """The tiles go to threads of ours (torch single-threaded inside) on the CPU: the same image as the tiles solved
+    one after another, every tile reported once, and no second level of threads inside a pool's thread."""
+    import denoise_cli.methods.deconvolution as deconvolution
+    kernel = torch.from_numpy(parse_psf("gaussian:1.2").numpy())
+    blurred, _ = _blur_valid(_cartoon(size=150, seed=3), kernel.numpy())
+    x = torch.from_numpy(blurred + np.random.default_rng(1).normal(0, 0.01, blurred.shape)).float()[None, None]
+    monkeypatch.setattr(deconvolution, "TILE_CORE", 48)
+    tile_count = len(deconvolution.tiles(x.shape[-2], 48, 16)) * len(deconvolution.tiles(x.shape[-1], 48, 16))
+    outputs, reports = [], {}
+    threads = torch.get_num_threads()
+    try:
+        for count in (2, 1):
+            torch.set_num_threads(count)
+            seen = reports.setdefault(count, [])
+            outputs.append(tv_deconvolve(x, kernel, 2e-3, progress=lambda done, total, facts: seen.append(
+                (done, total, threading.current_thread().name.split("_")[0]))))
+    finally:
+        torch.set_num_threads(threads)
+    assert tile_count == 9 and torch.allclose(outputs[0][0], outputs[1][0], atol=1e-6)
+    assert sorted(done for done, _, _ in reports[2]) == list(range(1, 10)) and {t for _, t, _ in reports[2]} == {9}
+    assert {name for _, _, name in reports[2]} == {"deconvolve-tile"}
+    assert {name for _, _, name in reports[1]} == {threading.main_thread().name}
+    with TorchThreadPool(2, "outer") as pool:
+        assert pool.map(lambda _: TorchThreadPool.threads(torch.device("cpu")), range(2)) == [1, 1]

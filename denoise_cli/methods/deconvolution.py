@@ -19,6 +19,7 @@ input smoothed by a Gaussian of 1 pixel, |grad G| in 8-bit levels per pixel: TV 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from typing import Optional
 
@@ -31,6 +32,7 @@ from .noise_level import PATCH, estimate_noise
 from .operators import laplacian_symbol, periodic_divergence, periodic_gradient
 from .psf import check_fits, transfer_function
 from .sure import TYPICAL_EVALUATIONS, sure_parameter, sure_tiles
+from .threads import TorchThreadPool
 
 REGULARIZERS = ("tv", "adaptive")
 #: The adaptive TV's gradient scale: one 8-bit level.
@@ -176,25 +178,33 @@ def _tiled(f: torch.Tensor, psf: torch.Tensor, lam: float, regularizer: str, max
            progress: Optional[ProgressCallback]) -> tuple[torch.Tensor, int, float]:
     """:func:`_admm` on tiles of TILE_CORE^2 pixels, each solved on a window TILE_MARGIN_PSFS PSF sizes (at least
     TILE_MARGIN_MIN pixels) wider with its own unknown boundary; only the cores are kept. Bounded memory, and a
-    working set that stays in the CPU's cache. Returns (u, most iterations of a tile, largest last change)."""
+    working set that stays in the CPU's cache. The tiles are independent: on the CPU they are spread over a
+    :class:`.threads.TorchThreadPool` (on a 4000x3000 RGB photo 2 threads of ours took half the time of one solve
+    after another on torch's two OpenMP threads). Returns (u, most iterations of a tile, largest last change)."""
     margin = max(TILE_MARGIN_MIN, TILE_MARGIN_PSFS * max(psf.shape))
     rows, cols = tiles(f.shape[1], TILE_CORE, margin), tiles(f.shape[2], TILE_CORE, margin)
     if len(rows) * len(cols) == 1:
         u, frame, iterations, change = _admm(f[None], psf, lam, regularizer, max_iter, tol, progress)
         return u[frame][0].clone(), iterations, change
     u = torch.empty_like(f)
-    iterations, change, done = 0, 0.0, 0
-    for top, bottom, core_top, core_bottom in rows:
-        for left, right, core_left, core_right in cols:
-            window, frame, tile_iterations, tile_change = _admm(f[None, :, top:bottom, left:right], psf, lam,
-                                                                regularizer, max_iter, tol, None)
-            u[:, core_top:core_bottom, core_left:core_right] = window[frame][0, :, core_top - top:core_bottom - top,
-                                                                             core_left - left:core_right - left]
-            iterations, change = max(iterations, tile_iterations), max(change, tile_change)
-            done += 1
+    lock, done = threading.Lock(), [0]  # the tiles report from threads of their own
+
+    def solve(tile: tuple) -> tuple[int, float]:
+        (top, bottom, core_top, core_bottom), (left, right, core_left, core_right) = tile
+        window, frame, iterations, change = _admm(f[None, :, top:bottom, left:right], psf, lam, regularizer,
+                                                  max_iter, tol, None)
+        u[:, core_top:core_bottom, core_left:core_right] = window[frame][0, :, core_top - top:core_bottom - top,
+                                                                         core_left - left:core_right - left]
+        with lock:
+            done[0] += 1
             if progress is not None:
-                progress(done, len(rows) * len(cols), {"phase": "deconvolving"})
-    return u, iterations, change
+                progress(done[0], len(rows) * len(cols), {"phase": "deconvolving"})
+        return iterations, change
+
+    all_tiles = [(row, col) for row in rows for col in cols]
+    with TorchThreadPool(min(TorchThreadPool.threads(f.device), len(all_tiles)), "deconvolve-tile") as pool:
+        results = pool.map(solve, all_tiles)
+    return u, max(iterations for iterations, _ in results), max(change for _, change in results)
 
 
 def _admm(f: torch.Tensor, psf: torch.Tensor, lam: float, regularizer: str, max_iter: int, tol: float,

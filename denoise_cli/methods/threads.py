@@ -20,6 +20,12 @@ import torch
 T = TypeVar("T")
 R = TypeVar("R")
 
+_this_thread = threading.local()  # .in_pool: the thread is one of a pool's
+
+
+def _mark_in_pool() -> None:
+    _this_thread.in_pool = True
+
 
 class TorchThreadPool:
     """``count`` threads that run work with torch single-threaded (a context manager; with one thread the work
@@ -41,8 +47,10 @@ class TorchThreadPool:
     @staticmethod
     def threads(device: torch.device) -> int:
         """How many threads work on ``device`` should spread over: torch's thread count as it is outside the pools
-        on the CPU; 1 elsewhere (a GPU runs each operation whole)."""
-        if device.type != "cpu":
+        on the CPU; 1 on a pool's own thread (its work is already spread: the blind estimate's runs each
+        deconvolve, and tiles within them would oversubscribe the cores) and elsewhere (a GPU runs each operation
+        whole)."""
+        if device.type != "cpu" or getattr(_this_thread, "in_pool", False):
             return 1
         with TorchThreadPool._lock:
             return TorchThreadPool._torch_threads if TorchThreadPool._open else torch.get_num_threads()
@@ -54,7 +62,7 @@ class TorchThreadPool:
                     TorchThreadPool._torch_threads = torch.get_num_threads()
                     torch.set_num_threads(1)
                 TorchThreadPool._open += 1
-            self._pool = ThreadPoolExecutor(self.count, thread_name_prefix=self._name)
+            self._pool = ThreadPoolExecutor(self.count, thread_name_prefix=self._name, initializer=_mark_in_pool)
         return self
 
     def __exit__(self, *exc) -> None:
