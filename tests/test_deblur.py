@@ -22,7 +22,7 @@ from denoise_cli.methods import deblur as deblur_module
 from denoise_cli.methods.deblur import deblur, rings
 from denoise_cli.methods.deconvolution import (SURE_LOW, SURE_MIN_SIGMA, auto_weight, deblur_noise_level,
                                                 sure_weight, tv_deconvolve)
-from denoise_cli.methods.psf import parse_psf, transfer_function
+from denoise_cli.methods.psf import parse_psf, transfer_function, trim_zero_border
 from denoise_cli.methods.threads import TorchThreadPool
 
 from .conftest import SAMPLES, run_cli
@@ -94,6 +94,22 @@ def test_bad_psf_arrays_are_refused(tmp_path, array, words):
 def test_bad_psf_specs_are_refused(spec):
     with pytest.raises(DenoiseError):
         parse_psf(spec)
+
+
+@pytest.mark.parametrize("pad", [(3, 3, 5, 5), (0, 2, 4, 4), (6, 6, 0, 0)])
+def test_a_zero_border_changes_nothing_but_the_work(pad):
+    """A kernel's all-zero outer rows and columns go in pairs (its centre stays the same entry), so a kernel found
+    blind in a 31^2 support, or a measured PSF with a wide dark border, deconvolves as its trimmed self."""
+    kernel = parse_psf("motion:7,20")
+    padded = torch.nn.functional.pad(kernel, pad)
+    trimmed = trim_zero_border(padded)
+    top, bottom, left, right = pad[2], pad[3], pad[0], pad[1]
+    assert trimmed.shape == (kernel.shape[0] + abs(bottom - top), kernel.shape[1] + abs(right - left))
+    assert torch.allclose(transfer_function(trimmed, 64, 64), transfer_function(padded, 64, 64))
+    if top == bottom and left == right:  # the same blur as the kernel itself: the same deconvolution
+        blurred, _ = _blur_valid(_cartoon(size=90, seed=2), kernel.numpy())
+        x = torch.from_numpy(blurred).float()[None, None]
+        assert torch.equal(tv_deconvolve(x, padded, 2e-3)[0], tv_deconvolve(x, kernel, 2e-3)[0])
 
 
 def test_a_psf_larger_than_the_image_is_refused():

@@ -30,7 +30,7 @@ from ..core.errors import DenoiseError
 from .base import ProgressCallback
 from .noise_level import PATCH, estimate_noise
 from .operators import laplacian_symbol, periodic_divergence, periodic_gradient
-from .psf import check_fits, transfer_function
+from .psf import check_fits, transfer_function, trim_zero_border
 from .sure import TYPICAL_EVALUATIONS, sure_parameter, sure_tiles
 from .threads import TorchThreadPool
 
@@ -90,7 +90,9 @@ def tv_deconvolve(x: torch.Tensor, psf: torch.Tensor, weight="auto", regularizer
         raise ValueError(f"regularizer must be one of {REGULARIZERS}, got {regularizer!r}")
     n, channels, height, width = x.shape
     check_fits(psf, height, width)
-    psf = psf.to(x.device, torch.float32)
+    # a kernel found blind fills only part of its --psf-size support: the zero border would only widen the working
+    # grid and the tiles' margins (12 MP, a 31^2 support holding a 9 x 7 motion: the solve took 63 s, 41 s trimmed)
+    psf = trim_zero_border(psf).to(x.device, torch.float32)
     facts: dict = {"weight": [], "iterations": [], "change": []}
     if weight == "auto":
         sigma = deblur_noise_level(x)

@@ -89,11 +89,12 @@ def _motion(length: float, degrees: float) -> torch.Tensor:
         for d_col in (0, 1):
             weight = (1 - (rows - row0 - d_row).abs()) * (1 - (cols - col0 - d_col).abs())
             kernel.index_put_(((row0 + d_row).long(), (col0 + d_col).long()), weight, accumulate=True)
-    return _trim(kernel)
+    return trim_zero_border(kernel)
 
 
-def _trim(kernel: torch.Tensor) -> torch.Tensor:
-    """Drop all-zero outer row pairs and column pairs, keeping the centre in the middle (odd sizes)."""
+def trim_zero_border(kernel: torch.Tensor) -> torch.Tensor:
+    """Drop all-zero outer row pairs and column pairs (the first and the last together): the centre stays the same
+    entry, so the blur is the same, on a smaller support."""
     while kernel.shape[0] > 1 and bool((kernel[[0, -1]] == 0).all()):
         kernel = kernel[1:-1]
     while kernel.shape[1] > 1 and bool((kernel[:, [0, -1]] == 0).all()):
