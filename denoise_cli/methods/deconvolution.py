@@ -181,8 +181,8 @@ def _tiled(f: torch.Tensor, psf: torch.Tensor, lam: float, regularizer: str, max
     """:func:`_admm` on tiles of TILE_CORE^2 pixels, each solved on a window TILE_MARGIN_PSFS PSF sizes (at least
     TILE_MARGIN_MIN pixels) wider with its own unknown boundary; only the cores are kept. Bounded memory, and a
     working set that stays in the CPU's cache. The tiles are independent: on the CPU they are spread over a
-    :class:`.threads.TorchThreadPool` (on a 4000x3000 RGB photo 2 threads of ours took half the time of one solve
-    after another on torch's two OpenMP threads). Returns (u, most iterations of a tile, largest last change)."""
+    :class:`.threads.TorchThreadPool` (a 4000x3000 RGB photo: 41 s on 2 threads of ours, 68 s with one tile after
+    another on torch's two OpenMP threads). Returns (u, most iterations of a tile, largest last change)."""
     margin = max(TILE_MARGIN_MIN, TILE_MARGIN_PSFS * max(psf.shape))
     rows, cols = tiles(f.shape[1], TILE_CORE, margin), tiles(f.shape[2], TILE_CORE, margin)
     if len(rows) * len(cols) == 1:

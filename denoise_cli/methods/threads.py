@@ -48,9 +48,9 @@ class TorchThreadPool:
     @staticmethod
     def threads(device: torch.device) -> int:
         """How many threads work on ``device`` should spread over: torch's thread count as it is outside the pools
-        on the CPU; 1 on a pool's own thread (its work is already spread: the blind estimate's runs each
-        deconvolve, and tiles within them would oversubscribe the cores) and elsewhere (a GPU runs each operation
-        whole)."""
+        on the CPU; 1 on a pool's own thread (its work is already spread: the blind estimate's kernel choice
+        deconvolves on such threads, and tiles spread again there would oversubscribe the cores) and elsewhere (a
+        GPU runs each operation whole)."""
         if device.type != "cpu" or getattr(_this_thread, "in_pool", False):
             return 1
         with TorchThreadPool._lock:
