@@ -3,7 +3,7 @@
 With a PSF spec (:mod:`.psf`) the image is deconvolved by :func:`.deconvolution.tv_deconvolve`. With ``"auto"`` the
 kernel is first estimated (:func:`.blind.estimate_psf`, coarse to fine), then used the same way, but ``--weight auto``
 is the noise rule without the SURE search (it trusts the kernel: on the origin's scenario it cost the blind result
-0.12 dB); ``method="chan-wong"`` runs the origin's baseline instead (:func:`.blind.chan_wong`). The PSF used is
+0.12 dB); ``method="chan-wong"`` runs the origin's baseline instead (:func:`.chan_wong.chan_wong`). The PSF used is
 returned in the facts (``psf``, a nested list, rows first) so that reports and ``--save-psf`` have it.
 
 A kernel found blind can be wrong (textured photos, or a photo with no blur to find), and deconvolving by a wrong
@@ -19,7 +19,8 @@ import torch
 
 from ..core.errors import DenoiseError
 from .base import ProgressCallback
-from .blind import chan_wong, estimate_psf, ring_share
+from .blind import estimate_psf, ring_share
+from .chan_wong import chan_wong
 from .deconvolution import tv_deconvolve
 from .psf import as_array, parse_psf
 
