@@ -289,7 +289,7 @@ def test_a_low_contrast_image_is_estimated_at_the_contrast_the_weights_were_set_
     blurred, _ = _blur_valid(0.4 + 0.2 * sharp, true)
     stored = np.rint(blurred * 255) / 255  # an 8-bit file: 46 levels of spread
     found = estimate_psf(torch.from_numpy(stored).float()[None, None], 15).numpy()
-    assert _shift_aligned_correlation(found, true) > 0.8  # 0.86 (0.68 unstretched; the photo itself: 0.87)
+    assert _shift_aligned_correlation(found, true) > 0.75  # 0.86 here (0.68 unstretched; the photo itself: 0.87)
 
 
 @pytest.mark.parametrize("seed", range(4))
