@@ -11,6 +11,7 @@ table counts the outputs worse than their inputs and, for blind, the kernels fou
 
     python benchmarks/deblur_levin.py [--levin FOLDER] [--modes nonblind,blind,chan-wong] [--images 1-32]
     python benchmarks/deblur_levin.py --held-out 13,16,19,22 --modes nonblind,blind   # Kodak photos instead
+    python benchmarks/deblur_levin.py --held-out 13,16,19,22 --contrast 0.3 --modes blind   # faint photos
     python benchmarks/deblur_levin.py --modes blind --eight-bit   # the captures as 8-bit files
 """
 from __future__ import annotations
@@ -45,13 +46,17 @@ def load(folder: Path, image: int, kernel: int) -> tuple[np.ndarray, np.ndarray,
     return data["x"].astype(np.float64), data["y"].astype(np.float64), np.rot90(data["f"], 2).astype(np.float64)
 
 
-def load_held_out(kodak: Path, number: int, levin: Path, kernel: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A check on photos nothing was tuned on: the 255x255 gray centre of Kodak ``number``, blurred by Levin's
-    kernel ``kernel`` with the light from outside the frame (scipy, valid part), plus Gaussian noise of 0.5/255,
-    stored as 8-bit: (sharp, blurred, convolution kernel)."""
+def load_held_out(kodak: Path, number: int, levin: Path, kernel: int,
+                  contrast: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A check on photos nothing was tuned on: the 255x255 gray centre of Kodak ``number`` (its contrast scaled by
+    ``contrast`` about mid-grey: 0.5 + contrast (x - 0.5)), blurred by Levin's kernel ``kernel`` with the light from
+    outside the frame (scipy, valid part), plus Gaussian noise of 0.5/255, stored as 8-bit: (sharp, blurred,
+    convolution kernel)."""
     true_kernel = load(levin, 1, kernel)[2]
     kh, kw = true_kernel.shape
     photo = np.asarray(Image.open(kodak_paths(kodak, [number])[0]).convert("L"), dtype=np.float64) / 255
+    if contrast != 1.0:  # (0.5 + (x - 0.5) is not always x in floating point)
+        photo = 0.5 + contrast * (photo - 0.5)
     height, width = photo.shape
     top, left = (height - 255) // 2, (width - 255) // 2
     region = photo[top - (kh - 1 - kh // 2): top + 255 + kh // 2, left - (kw - 1 - kw // 2): left + 255 + kw // 2]
@@ -101,6 +106,9 @@ def main() -> None:
                         help="instead of Levin's four scenes, these Kodak photos (e.g. 13,16,19,22) blurred by "
                              "Levin's eight kernels (see load_held_out); no Levin 2007 column then")
     parser.add_argument("--kodak", type=Path, default=DEFAULT_KODAK)
+    parser.add_argument("--contrast", type=float, default=1.0,
+                        help="with --held-out: the photos' contrast scaled by this about mid-grey (0.3: a faint "
+                             "image, see load_held_out)")
     parser.add_argument("--eight-bit", action="store_true",
                         help="round Levin's blurred captures to 8 bits first, as a user's PNG would be (the "
                              "reference with the true kernel is then computed from the rounded capture too)")
@@ -114,7 +122,7 @@ def main() -> None:
         if args.held_out:
             scenes = parse_numbers(args.held_out)
             sharp, blurred, true_kernel = load_held_out(args.kodak, scenes[(image - 1) % len(scenes)], args.levin,
-                                                        kernel)
+                                                        kernel, args.contrast)
         else:
             sharp, blurred, true_kernel = load(args.levin, image, kernel)
             if args.eight_bit:
